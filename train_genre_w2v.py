@@ -1,0 +1,33 @@
+"""Pretrain the genre word2vec embeddings that initialise the genre encoder.
+
+    python train_genre_w2v.py --dataset-dir data/toy/dataset [--dim 128] [--seed 0]
+
+Writes embedding_matrix_<dim>.npy next to the dataset's HDF5 files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from musicrep.genre_w2v import train_from_dataset
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset-dir", required=True, help="output directory of scripts/create_dataset.py")
+    p.add_argument("--dim", type=int, default=128, help="embedding size (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=100, help="word2vec passes; small corpora need many (default %(default)s)")
+    a = p.parse_args(argv)
+    try:
+        out = train_from_dataset(a.dataset_dir, a.dim, a.seed, a.epochs)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
