@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""Evaluate audio encoders on the paper's three tasks and write tables and plots.
+
+    python evaluate.py --dataset data/dataset --models models/*/audio_encoder.pt \
+        [--names A B ...] [--out reports] [--device auto] [--seed 0] [--layer z_d]
+
+Each model (a checkpoint file, an exported or published `audio_encoder.pt`, or a run
+directory) embeds the train, val and test tracks of the dataset (mean over
+non-overlapping 256-frame chunks); then genre classification and tagging (linear
+probes, ROC-AUC / PR-AUC) and cold-start playlist continuation (Recall@100,
+R-precision, NDCG@100, MAP@100) are run. Reference rows: a random-init encoder of
+the first model's architecture (seeded) and a popularity ranking. A model's name is
+its run folder (the checkpoint's parent) unless --names is given.
+
+Writes results.md, results.csv, results.json, bars_*.png, embedding_maps.png and,
+when the runs' metrics.csv files are found, loss_curves.png to --out (default
+reports/); prints the Markdown table. Exit status 2 for bad input (missing dataset
+file, a checkpoint that is not an audio encoder), with a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Evaluate audio encoders on genre, tagging and continuation."
+    )
+    p.add_argument("--dataset", required=True,
+                   help="dataset directory (train/val/test.h5 and side files)")
+    p.add_argument("--models", nargs="+", required=True, help="checkpoints or run directories")
+    p.add_argument("--names", nargs="+", default=None, help="display names, one per model")
+    p.add_argument("--out", default="reports", help="output directory (default: reports)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--seed", type=int, default=0, help="probe, random-init and plot seed")
+    p.add_argument("--layer", choices=("z", "z_d"), default="z_d",
+                   help="embedding read out: z_d (128-d, default) or z (CNN output)")
+    p.add_argument("--input-layout", choices=("transpose", "reference"), default=None,
+                   help="override every model's input layout (default: as saved)")
+    p.add_argument("--batch-size", type=int, default=256, help="chunks per forward pass")
+    p.add_argument("--map-points", type=int, default=2000, help="test tracks in the embedding maps")
+    p.add_argument("--probe-max-train", type=int, default=None,
+                   help="train the probes on at most this many train+val tracks (seeded "
+                   "subset; default: all)")
+    p.add_argument("--probe-jobs", type=int, default=1, help="labels fitted in parallel")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    if args.names and len(args.names) != len(args.models):
+        p.error(f"--names: {len(args.names)} names for {len(args.models)} models")
+    if args.batch_size < 1:
+        p.error("--batch-size must be >= 1")
+    if args.probe_max_train is not None and args.probe_max_train < 1:
+        p.error("--probe-max-train must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    from musicrep.embed import resolve_device
+    from musicrep.evaluation import K, load_eval_data, run_evaluation
+    from musicrep.report import (
+        find_metrics_csv,
+        format_markdown,
+        plot_embedding_maps,
+        plot_loss_curves,
+        plot_metric_bars,
+        write_tables,
+    )
+
+    try:
+        device = resolve_device(args.device)
+        data = load_eval_data(args.dataset)
+        result = run_evaluation(
+            data, args.models, args.names, device=device, seed=args.seed, layer=args.layer,
+            batch_size=args.batch_size, input_layout=args.input_layout,
+            map_points=args.map_points, progress=not args.quiet,
+            probe_max_train=args.probe_max_train, probe_jobs=args.probe_jobs,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    out = Path(args.out)
+    extra = {
+        "details": result.details,
+        "checkpoints": result.checkpoints,
+        "settings": {"layer": args.layer, "seed": args.seed, "k": K, "device": str(device),
+                     "dataset_dir": str(Path(args.dataset).resolve()),
+                     "probe": "StandardScaler + LogisticRegression(C=1, lbfgs) per label",
+                     "probe_max_train": args.probe_max_train},
+    }
+    write_tables(out, result.rows, data.manifest, extra)
+    plot_metric_bars(result.rows, out)
+    plot_embedding_maps(result.test_maps, data.genre_y["test"][result.map_index],
+                        data.major_names, out / "embedding_maps.png")
+
+    # Training curves of the given models (result.checkpoints holds no reference rows).
+    curves = {}
+    for name, ckpt in result.checkpoints.items():
+        found = find_metrics_csv(ckpt)
+        if found is not None:
+            curves[name] = found
+    missing = [n for n in result.checkpoints if n not in curves]
+    if missing:
+        print(f"note: no metrics.csv next to the checkpoint of {', '.join(missing)}: "
+              "no training curve for it", file=sys.stderr)
+    if not curves or plot_loss_curves(curves, out / "loss_curves.png") is None:
+        if curves:
+            print("note: the metrics.csv files hold no loss columns: no loss_curves.png",
+                  file=sys.stderr)
+        (out / "loss_curves.png").unlink(missing_ok=True)  # never leave a stale one
+
+    print(format_markdown(result.rows), end="")
+    print(f"wrote results to {out}/", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

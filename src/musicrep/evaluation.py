@@ -1,0 +1,555 @@
+"""The paper's three downstream tasks on frozen track embeddings, plus reference rows.
+
+1. Genre classification. A linear probe per major genre (standardised features,
+   scikit-learn LogisticRegression, one-vs-rest, seeded), trained on train+val
+   tracks and scored on test tracks: ROC-AUC and PR-AUC (average precision), macro
+   over the major genres. A track counts as positive for a major genre when its
+   labels hold the major code (GNxx00) or any of its detail codes (GNxxyy), so a
+   track annotated only at the detail level is not a negative. Genres without a
+   positive or without a negative among the test tracks have no AUC: they are left
+   out of the macro average and counted.
+2. Automatic tagging. The same probe and metrics on the top-50 playlist tags of
+   ``track_tags.json`` (a song inherits the tags of the playlists containing it).
+3. Cold-start playlist continuation. For each playlist of ``continuation.json``
+   (tracks in train/val, "known", and in test, "held_out"), all test tracks are
+   ranked by the cosine similarity of their embedding to the playlist's query: the
+   mean of its known tracks' L2-normalised embeddings. The held-out tracks are the
+   relevant items: Recall@100, R-precision, NDCG@100, MAP@100 (``musicrep.metrics``)
+   averaged over playlists. Rankings are computed for a batch of playlists at a
+   time (a (batch, n_test) float32 block), never for all playlists at once.
+
+Reference rows. "random-init": an untrained encoder of the same width and input
+layout as the first model, initialised from ``seed``. "popularity": one ranking of
+the test tracks for every playlist, by their count in ``popularity.json`` (the
+number of playlists containing the track, over all playlists the dataset builder
+read), ties by lower track id; it has no genre or tag columns. Test tracks are cold
+start for the CF model, but not for this count: it includes the playlists being
+evaluated, so the popularity row is an optimistic (oracle-flavoured) reference, not
+a deployable cold-start system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from .embed import DEFAULT_LAYER, embed_hdf5, resolve_checkpoint
+from .metrics import hit_matrix, macro_roc_pr_auc, ranking_metrics, top_k
+
+__all__ = [
+    "PLAYLIST_BATCH",
+    "ROW_KEYS",
+    "EvalData",
+    "EvalResult",
+    "K",
+    "continuation_metrics",
+    "continuation_queries",
+    "evaluate_embeddings",
+    "linear_probe",
+    "load_eval_data",
+    "major_genre_targets",
+    "model_names",
+    "popularity_metrics",
+    "random_init_encoder",
+    "run_evaluation",
+    "tag_targets",
+]
+
+K = 100
+PLAYLIST_BATCH = 256  # playlists ranked per (batch, n_test) score block
+ROW_KEYS = (
+    "model",
+    "genre_roc_auc",
+    "genre_pr_auc",
+    "tag_roc_auc",
+    "tag_pr_auc",
+    f"recall@{K}",
+    "r_precision",
+    f"ndcg@{K}",
+    f"map@{K}",
+)
+SPLITS = ("train", "val", "test")
+
+
+def _note(msg: str) -> None:
+    print(f"note: {msg}", file=sys.stderr)
+
+
+def _read_json(path: Path, required_keys: Sequence[str] = ()) -> Any:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read JSON ({e})") from None
+    for key in required_keys:
+        if not isinstance(obj, dict) or key not in obj:
+            raise ValueError(f"{path}: missing field '{key}'")
+    return obj
+
+
+def _read_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (N,) int64, labels (N, W) int) of a split file."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ValueError(f"{path}: not a readable HDF5 file ({e})") from None
+    with f:
+        for name in ("id", "label"):
+            if f"dataset/{name}" not in f:
+                raise ValueError(f"{path}: missing field dataset/{name}")
+        ids = np.asarray(f["dataset/id"][...]).reshape(-1).astype(np.int64)
+        labels = np.asarray(f["dataset/label"][...])  # int16 as stored: (N, 100) stays small
+    if labels.ndim != 2 or labels.shape[0] != ids.shape[0]:
+        raise ValueError(f"{path}: dataset/label must be (N, width) with N = {ids.shape[0]}")
+    return ids, labels
+
+
+@dataclass
+class EvalData:
+    """Everything the tasks need besides the embeddings; optional parts may be None."""
+
+    root: Path
+    ids: dict[str, np.ndarray]  # split -> (N,) track ids
+    genre_y: dict[str, np.ndarray]  # split -> (N, n_major) uint8
+    major_names: list[str]
+    tag_y: dict[str, np.ndarray] | None  # split -> (N, n_tags) uint8
+    tag_names: list[str] | None
+    playlists: list[dict] | None  # continuation.json "playlists"
+    popularity: dict[str, float] | None
+    manifest: dict = field(default_factory=dict)
+
+
+def major_genre_targets(labels: np.ndarray, genres: dict) -> tuple[np.ndarray, list[str]]:
+    """(N, W) -1-padded genre indices -> ((N, n_major) uint8 multi-hot, major codes).
+
+    Column j is major genre j of the vocabulary (codes ending "00", in vocabulary
+    order); a detail code GNxxyy also switches on its major GNxx00.
+    """
+    codes = list(genres["codes"])
+    major_flags = list(genres.get("major") or [c.endswith("00") for c in codes])
+    if len(major_flags) != len(codes):
+        raise ValueError("genres.json: 'major' and 'codes' differ in length")
+    majors = [c for c, m in zip(codes, major_flags) if m]
+    col_of_major = {c: j for j, c in enumerate(majors)}
+    # vocabulary index -> major column (or -1 when the code's major is not in the vocabulary)
+    to_col = np.array([col_of_major.get(c[:4] + "00", -1) for c in codes], dtype=np.int64)
+    labels = np.asarray(labels)
+    # Work on the few set entries only (a handful per track), not on an int64 copy of
+    # the whole (N, 100) padded matrix.
+    rows, pos = np.nonzero(labels >= 0)
+    idx = labels[rows, pos].astype(np.int64)
+    if idx.size and idx.max() >= len(codes):
+        raise ValueError(
+            f"genre label index {int(idx.max())} is outside the vocabulary of {len(codes)} codes"
+        )
+    cols = to_col[idx]
+    y = np.zeros((labels.shape[0], len(majors)), dtype=np.uint8)
+    keep = cols >= 0
+    y[rows[keep], cols[keep]] = 1
+    return y, majors
+
+
+def tag_targets(ids: np.ndarray, track_tags: dict) -> np.ndarray:
+    """(N,) track ids -> (N, n_tags) uint8 from track_tags.json; unknown tracks have no tags."""
+    n_tags = len(track_tags["tags"])
+    tracks = track_tags["tracks"]
+    y = np.zeros((len(ids), n_tags), dtype=np.uint8)
+    for i, t in enumerate(ids):
+        for j in tracks.get(str(int(t)), ()):
+            if not 0 <= int(j) < n_tags:
+                raise ValueError(
+                    f"track_tags.json: track {t} has tag index {j} outside 0..{n_tags - 1}"
+                )
+            y[i, int(j)] = 1
+    return y
+
+
+def load_eval_data(dataset_dir: str | os.PathLike) -> EvalData:
+    """Read labels, ids and the side files of a dataset directory.
+
+    train.h5, val.h5, test.h5 and genres.json are required (ValueError naming the file
+    otherwise). Without track_tags.json the tagging columns are empty; without
+    continuation.json or popularity.json the continuation columns, resp. the
+    popularity row; without manifest.json the "dataset" entry is empty; each with a
+    note on stderr.
+    """
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise ValueError(f"{root}: no such dataset directory")
+    for name in (*(f"{s}.h5" for s in SPLITS), "genres.json"):
+        if not (root / name).is_file():
+            raise ValueError(f"{root / name}: missing (required dataset file)")
+    genres = _read_json(root / "genres.json", ("codes",))
+    ids, genre_y = {}, {}
+    majors: list[str] = []
+    for s in SPLITS:
+        ids[s], labels = _read_labels(root / f"{s}.h5")
+        genre_y[s], majors = major_genre_targets(labels, genres)
+    names_of = dict(zip(genres["codes"], genres.get("names") or genres["codes"]))
+
+    tag_y = tag_names = None
+    if (root / "track_tags.json").is_file():
+        tt = _read_json(root / "track_tags.json", ("tags", "tracks"))
+        tag_y = {s: tag_targets(ids[s], tt) for s in SPLITS}
+        tag_names = list(tt["tags"])
+    else:
+        _note(f"{root / 'track_tags.json'} not found: tagging task skipped")
+
+    playlists = None
+    if (root / "continuation.json").is_file():
+        playlists = _read_json(root / "continuation.json", ("playlists",))["playlists"]
+    else:
+        _note(f"{root / 'continuation.json'} not found: continuation task skipped")
+
+    popularity = None
+    if (root / "popularity.json").is_file():
+        popularity = _read_json(root / "popularity.json")
+        if not isinstance(popularity, dict):
+            raise ValueError(f"{root / 'popularity.json'}: expected an object track id -> count")
+    else:
+        _note(f"{root / 'popularity.json'} not found: popularity reference skipped")
+
+    manifest: dict = {}
+    if (root / "manifest.json").is_file():
+        manifest = _read_json(root / "manifest.json")
+    else:
+        _note(f"{root / 'manifest.json'} not found: results.json 'dataset' left empty")
+
+    return EvalData(root, ids, genre_y, [str(names_of.get(c, c)) for c in majors],
+                    tag_y, tag_names, playlists, popularity, manifest)
+
+
+def linear_probe(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    seed: int = 0,
+    c: float = 1.0,
+    max_iter: int = 1000,
+    n_jobs: int = 1,
+) -> np.ndarray:
+    """One-vs-rest logistic-regression probe: (N_test, C) decision scores.
+
+    Features are standardised with the training mean and deviation. A label that is
+    constant in training gets that constant as its score (it cannot be learned; its
+    AUC comes out at chance instead of the label being silently dropped). ``n_jobs``
+    fits that many labels in parallel (joblib processes).
+    """
+    from joblib import Parallel, delayed
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x_train)
+    xtr = scaler.transform(x_train).astype(np.float32, copy=False)
+    xte = scaler.transform(x_test).astype(np.float32, copy=False)
+
+    def fit_one(y: np.ndarray) -> np.ndarray:
+        if y.min() == y.max():
+            return np.full(xte.shape[0], float(y[0]))
+        clf = LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
+        with warnings.catch_warnings():
+            # A probe that stops at max_iter is still a valid (slightly less tuned)
+            # linear classifier; the warning per label would flood the log.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(xtr, y)
+        return clf.decision_function(xte)
+
+    if y_train.shape[1] == 0 or xtr.shape[0] == 0:
+        return np.zeros((xte.shape[0], y_train.shape[1]), dtype=np.float64)
+    cols = Parallel(n_jobs=n_jobs)(delayed(fit_one)(y_train[:, j]) for j in range(y_train.shape[1]))
+    return np.stack(cols, axis=1).astype(np.float64)
+
+
+def _index_of(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(ids, kind="stable")
+    return ids[order], order
+
+
+def _lookup(sorted_ids: np.ndarray, order: np.ndarray, wanted: Sequence[int]) -> np.ndarray:
+    """Row positions of the ``wanted`` ids that exist (unknown ids dropped, repeats once)."""
+    w = np.unique(np.asarray(list(wanted), dtype=np.int64))
+    if w.size == 0 or sorted_ids.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    pos = np.clip(np.searchsorted(sorted_ids, w), 0, sorted_ids.size - 1)
+    found = sorted_ids[pos] == w
+    return order[pos[found]]
+
+
+def continuation_queries(
+    playlists: Sequence[dict], known_ids: np.ndarray, test_ids: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Map each playlist to (known rows in ``known_ids``, held-out columns in ``test_ids``).
+
+    Track ids missing from the splits are ignored; a playlist left without a known or
+    without a held-out track is skipped. Returns (known, held, n_skipped).
+    """
+    k_sorted, k_order = _index_of(np.asarray(known_ids, dtype=np.int64))
+    t_sorted, t_order = _index_of(np.asarray(test_ids, dtype=np.int64))
+    known, held = [], []
+    skipped = 0
+    for i, pl in enumerate(playlists):
+        if not isinstance(pl, dict) or "known" not in pl or "held_out" not in pl:
+            raise ValueError(f"continuation.json: playlist #{i} lacks 'known' or 'held_out'")
+        kr = _lookup(k_sorted, k_order, pl["known"])
+        hc = _lookup(t_sorted, t_order, pl["held_out"])
+        if kr.size == 0 or hc.size == 0:
+            skipped += 1
+            continue
+        known.append(kr)
+        held.append(hc)
+    return known, held, skipped
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _accumulate(total: dict[str, float], batch: dict[str, np.ndarray]) -> None:
+    for key, v in batch.items():
+        total[key] = total.get(key, 0.0) + float(v.sum())
+
+
+def _ranking_batches(
+    held: list[np.ndarray], n_test: int, k: int, batch_size: int, ranks_for
+) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for start in range(0, len(held), batch_size):
+        batch_held = held[start : start + batch_size]
+        n_rel = np.array([len(h) for h in batch_held])
+        depth = min(n_test, int(max(k, n_rel.max())))  # R-precision needs depth R
+        ranked = ranks_for(start, start + len(batch_held), depth)
+        _accumulate(total, ranking_metrics(hit_matrix(ranked, batch_held), n_rel, k))
+    return {key: v / len(held) for key, v in total.items()} if held else {}
+
+
+def continuation_metrics(
+    known_emb: np.ndarray,
+    test_emb: np.ndarray,
+    known: list[np.ndarray],
+    held: list[np.ndarray],
+    k: int = K,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Mean Recall@k, R-precision, NDCG@k, MAP@k over playlists, ranking all test tracks
+    by cosine similarity to the mean normalised embedding of each playlist's known tracks.
+    """
+    items = _l2(test_emb)
+
+    def ranks_for(lo: int, hi: int, depth: int) -> np.ndarray:
+        queries = _l2(np.stack([_l2(known_emb[rows]).mean(axis=0) for rows in known[lo:hi]]))
+        return top_k(queries @ items.T, depth)  # one (batch, n_test) block at a time
+
+    return _ranking_batches(held, items.shape[0], k, batch_size, ranks_for)
+
+
+def popularity_metrics(
+    test_ids: np.ndarray,
+    popularity: dict[str, float],
+    held: list[np.ndarray],
+    k: int = K,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """The same metrics for one global ranking of the test tracks by popularity count
+    (descending; ties by lower track id; tracks absent from ``popularity`` count 0)."""
+    test_ids = np.asarray(test_ids, dtype=np.int64)
+    counts = np.array([float(popularity.get(str(int(t)), 0)) for t in test_ids])
+    order = np.lexsort((test_ids, -counts))
+
+    def ranks_for(lo: int, hi: int, depth: int) -> np.ndarray:
+        return np.broadcast_to(order[:depth], (hi - lo, depth))
+
+    return _ranking_batches(held, len(test_ids), k, batch_size, ranks_for)
+
+
+def model_names(
+    checkpoints: Sequence[str | os.PathLike], names: Sequence[str] | None = None
+) -> list[str]:
+    """Display names: given ``names``, else the run folder of each checkpoint.
+
+    The folder is the checkpoint's parent (or the directory itself when a run
+    directory is given; the grandparent when the parent is ``checkpoints/``).
+    Repeated names get "-2", "-3" suffixes.
+    """
+    if names:
+        if len(names) != len(checkpoints):
+            raise ValueError(f"--names: {len(names)} names for {len(checkpoints)} models")
+        base = [str(n) for n in names]
+    else:
+        base = []
+        for c in checkpoints:
+            p = Path(c).resolve()
+            folder = p if p.is_dir() else p.parent
+            if folder.name == "checkpoints":
+                folder = folder.parent
+            base.append(folder.name or p.stem)
+    out, seen = [], {}
+    for b in base:
+        seen[b] = seen.get(b, 0) + 1
+        out.append(b if seen[b] == 1 else f"{b}-{seen[b]}")
+    return out
+
+
+def random_init_encoder(width: float, input_layout: str, seed: int) -> torch.nn.Module:
+    """An untrained AudioEncoder, initialised from ``seed`` without touching global RNG state."""
+    from .models import AudioEncoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AudioEncoder(width=width, input_layout=input_layout)
+    return model.eval()
+
+
+def evaluate_embeddings(
+    emb: dict[str, np.ndarray],
+    data: EvalData,
+    seed: int = 0,
+    k: int = K,
+    batch_size: int = 256,
+    queries: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
+    probe_max_train: int | None = None,
+    probe_jobs: int = 1,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """All three tasks for one model's split embeddings {"train","val","test"}: (N, d).
+
+    ``probe_max_train`` caps the probes' training set at a seeded random subset of
+    train+val tracks (the full Melon train+val is 585k tracks; continuation always
+    uses all of them). Returns (row, details): the row has ``ROW_KEYS`` (None where a
+    task was skipped), details the counts behind it (labels scored/skipped, playlists).
+    """
+    row: dict[str, Any] = {key: None for key in ROW_KEYS}
+    details: dict[str, Any] = {}
+    x_tr = np.concatenate([emb["train"], emb["val"]])
+    x_te = emb["test"]
+    probe_rows = np.arange(len(x_tr))
+    if probe_max_train is not None and probe_max_train < len(x_tr):
+        rng = np.random.default_rng(seed)
+        probe_rows = np.sort(rng.choice(len(x_tr), size=probe_max_train, replace=False))
+    details["probe_train_tracks"] = len(probe_rows)
+    x_probe = x_tr[probe_rows]
+
+    def probe(y_parts: dict[str, np.ndarray]) -> dict[str, Any]:
+        y_tr = np.concatenate([y_parts["train"], y_parts["val"]])[probe_rows]
+        scores = linear_probe(x_probe, y_tr, x_te, seed, n_jobs=probe_jobs)
+        return macro_roc_pr_auc(y_parts["test"], scores)
+
+    g = probe(data.genre_y)
+    row["genre_roc_auc"], row["genre_pr_auc"] = g["roc_auc"], g["pr_auc"]
+    details["genre_labels_scored"], details["genre_labels_skipped"] = g["n_scored"], g["n_skipped"]
+
+    if data.tag_y is not None:
+        t = probe(data.tag_y)
+        row["tag_roc_auc"], row["tag_pr_auc"] = t["roc_auc"], t["pr_auc"]
+        details["tag_labels_scored"], details["tag_labels_skipped"] = t["n_scored"], t["n_skipped"]
+
+    if queries is not None and queries[0]:
+        m = continuation_metrics(x_tr, x_te, queries[0], queries[1], k, batch_size)
+        row.update({key: m[key] for key in (f"recall@{k}", "r_precision", f"ndcg@{k}", f"map@{k}")})
+        details["playlists"] = len(queries[0])
+    return row, details
+
+
+@dataclass
+class EvalResult:
+    rows: list[dict[str, Any]]
+    details: dict[str, dict[str, Any]]
+    test_maps: dict[str, np.ndarray]  # model -> subsampled test embeddings (for plots)
+    map_index: np.ndarray  # rows of the test split in the subsample
+    checkpoints: dict[str, str]
+
+
+def run_evaluation(
+    data: EvalData,
+    checkpoints: Sequence[str | os.PathLike],
+    names: Sequence[str] | None = None,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    layer: str = DEFAULT_LAYER,
+    batch_size: int = 256,
+    input_layout: str | None = None,
+    map_points: int = 2000,
+    progress: bool = True,
+    probe_max_train: int | None = None,
+    probe_jobs: int = 1,
+) -> EvalResult:
+    """Embed every split with each model and the random-init reference, run the tasks.
+
+    Rows come in the order: the given models, "random-init", "popularity". Raises
+    ValueError/FileNotFoundError for a checkpoint that is missing or not an encoder.
+    """
+    from .models import load_audio_encoder
+
+    if not checkpoints:
+        raise ValueError("no models given")
+    labels = model_names(checkpoints, names)
+    paths = [resolve_checkpoint(c) for c in checkpoints]
+    encoders = []
+    for p in paths:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            encoders.append(load_audio_encoder(p, input_layout=input_layout, map_location="cpu"))
+        for w in caught:
+            _note(str(w.message))
+    ref_name = "random-init"
+    while ref_name in labels:
+        ref_name += "'"
+    first = encoders[0]
+    encoders.append(random_init_encoder(first.width, first.input_layout, seed))
+    labels.append(ref_name)
+
+    queries = None
+    if data.playlists is not None:
+        known_ids = np.concatenate([data.ids["train"], data.ids["val"]])
+        known, held, skipped = continuation_queries(data.playlists, known_ids, data.ids["test"])
+        if skipped:
+            _note(f"continuation: {skipped} playlists without known or held-out tracks "
+                  "in the splits skipped")
+        queries = (known, held)
+
+    rng = np.random.default_rng(seed)
+    n_test = len(data.ids["test"])
+    map_index = np.sort(rng.choice(n_test, size=min(map_points, n_test), replace=False))
+
+    rows, details, maps = [], {}, {}
+    for name, enc in zip(labels, encoders):
+        emb = {}
+        for s in SPLITS:
+            res = embed_hdf5(enc, data.root / f"{s}.h5", layer, device, batch_size,
+                             progress=progress)
+            if not np.array_equal(res["ids"], data.ids[s]):
+                raise ValueError(f"{data.root / f'{s}.h5'}: ids changed while reading")
+            bad = ~np.isfinite(res["embeddings"]).all(axis=1)
+            if bad.any():
+                raise ValueError(
+                    f"{data.root / f'{s}.h5'}: model {name} gives non-finite embeddings for "
+                    f"{int(bad.sum())} tracks (first id {int(res['ids'][bad][0])}; "
+                    "NaN in dataset/data?)"
+                )
+            emb[s] = res["embeddings"]
+        row, det = evaluate_embeddings(emb, data, seed, K, PLAYLIST_BATCH, queries,
+                                       probe_max_train, probe_jobs)
+        row["model"] = name
+        rows.append(row)
+        details[name] = det
+        maps[name] = emb["test"][map_index]
+        enc.cpu()
+
+    if queries is not None and queries[0] and data.popularity is not None:
+        row = {key: None for key in ROW_KEYS}
+        row["model"] = "popularity"
+        row.update(popularity_metrics(data.ids["test"], data.popularity, queries[1], K,
+                                      PLAYLIST_BATCH))
+        rows.append(row)
+        details["popularity"] = {"playlists": len(queries[1])}
+    ckpts = {n: str(p) for n, p in zip(labels, paths)}
+    return EvalResult(rows, details, maps, map_index, ckpts)
