@@ -1,0 +1,317 @@
+"""Training configuration: the original JSON keys plus this project's, validated.
+
+A config is a JSON object. The keys of the original code keep their names and
+meaning; everything else has a default, so the original configs load unchanged.
+`load_config` checks keys, types, values, files and the device, and reports the first
+problem as one `ConfigError` line that names the key and what would be valid.
+
+Relative paths (dataset files, id2tag_file, embedding_matrix_file, save_dir) are
+relative to the current working directory, as in the original scripts; run the
+scripts from the repository root (the Makefile and the configs assume so).
+
+Which script trains what (the paper's six configurations):
+
+    baseline_train.py  objective "baseline"     encoder MF | gnr | MF_gnr
+    single_train.py    objective "contrastive"  encoder MF | gnr
+    train.py           objective "contrastive"  encoder MF_gnr
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENCODERS = ("MF", "gnr", "MF_gnr")
+OBJECTIVES = ("baseline", "contrastive")
+AGGREGATIONS = ("self", "mean")
+INPUT_LAYOUTS = ("transpose", "reference")
+
+# script name -> (objective it trains, encoders it accepts)
+SCRIPTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "baseline_train.py": ("baseline", ("MF", "gnr", "MF_gnr")),
+    "single_train.py": ("contrastive", ("MF", "gnr")),
+    "train.py": ("contrastive", ("MF_gnr",)),
+}
+
+REQUIRED = ("experiment_name", "train_dataset_file", "validation_dataset_file", "encoder")
+
+
+class ConfigError(ValueError):
+    """A problem with the configuration, worded for the user (one line)."""
+
+
+@dataclass
+class TrainConfig:
+    """Every key of a training config, with its default (required keys have none)."""
+
+    # --- keys of the original code ---
+    experiment_name: str
+    train_dataset_file: str
+    validation_dataset_file: str
+    encoder: str  # "MF" (CF vectors) | "gnr" (genres) | "MF_gnr" (both)
+    aggregation: str = "self"  # genre encoder: "self" (attention) | "mean"
+    num_heads: int = 4
+    contrastive_temperature: float = 0.1
+    epochs: int = 400
+    batch_size: int = 128  # global: split over DDP ranks
+    learning_rate: float = 1e-4
+    device: str = "auto"  # "auto" = cuda if available else cpu; "cpu", "cuda", "cuda:N"
+    id2tag_file: str | None = None  # genre vocabulary; default genres.json beside the train file
+    log_interval: int = 10  # steps between progress-bar / TensorBoard step updates
+    save_model_every: int = 20  # epochs between kept epoch_XXXX.pt checkpoints
+    # --- added by this project ---
+    objective: str | None = None  # "baseline" | "contrastive"; default: what the script trains
+    save_dir: str = "runs/"  # outputs go to save_dir/experiment_name/
+    # genre word2vec matrix; default embedding_matrix_128.npy beside the train file
+    embedding_matrix_file: str | None = None
+    weight_decay: float = 1e-4
+    seed: int = 0
+    num_workers: int = 4  # DataLoader workers per process
+    width: float = 1.0  # conv channel multiplier of the audio CNN
+    input_layout: str = "transpose"  # "transpose" (correct) | "reference" (original reshape)
+    crop_frames: int = 256
+    max_genres: int = 10  # genre tokens per track for the genre encoder
+    bf16: bool = False  # bfloat16 autocast (CUDA; also works on CPU, slowly)
+    channels_last: bool = False  # channels-last memory format for the CNN
+    gather_distributed: bool = True  # DDP: NT-Xent over the global batch (all-gather)
+    max_steps_per_epoch: int | None = None  # cap steps per epoch (smoke tests, benchmarks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def resolved_embedding_matrix(self) -> Path:
+        if self.embedding_matrix_file:
+            return Path(self.embedding_matrix_file)
+        return Path(self.train_dataset_file).with_name("embedding_matrix_128.npy")
+
+    def resolved_id2tag(self) -> Path | None:
+        if self.id2tag_file:
+            return Path(self.id2tag_file)
+        p = Path(self.train_dataset_file).with_name("genres.json")
+        return p if p.is_file() else None
+
+    @property
+    def uses_cf(self) -> bool:
+        return self.encoder in ("MF", "MF_gnr")
+
+    @property
+    def uses_genres(self) -> bool:
+        return self.encoder in ("gnr", "MF_gnr")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.save_dir) / self.experiment_name
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _type_name(tp: Any) -> str:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    base = args[0] if args else tp
+    name = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true/false",
+        dict: "an object",
+    }.get(base, str(base))
+    return name + (" or null" if type(None) in typing.get_args(tp) else "")
+
+
+def _check_type(key: str, value: Any) -> Any:
+    hints = typing.get_type_hints(TrainConfig)
+    tp = hints[key]
+    optional = type(None) in typing.get_args(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config key '{key}' must be {_type_name(tp)}, got null")
+    base = tp
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        base = next(a for a in typing.get_args(tp) if a is not type(None))
+    base = typing.get_origin(base) or base
+    ok = (
+        (base is bool and isinstance(value, bool))
+        or (base is int and isinstance(value, int) and not isinstance(value, bool))
+        or (base is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (base is str and isinstance(value, str))
+        or (base is dict and isinstance(value, dict))
+    )
+    if not ok:
+        raise ConfigError(f"config key '{key}' must be {_type_name(tp)}, got {json.dumps(value)}")
+    return float(value) if base is float else value
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(
+            f"config key '{key}' is {json.dumps(value)}; valid: {', '.join(map(json.dumps, choices))}"
+        )
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """["epochs=2", "device=cpu"] -> {"epochs": 2, "device": "cpu"}; values are JSON,
+    falling back to the raw string."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def resolve_device(device: str) -> str:
+    """ "auto" -> "cuda" if available else "cpu"; anything else as given."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def build_config(
+    raw: dict[str, Any], script: str | None = None, check_files: bool = True
+) -> TrainConfig:
+    """Validate a dict of config values into a TrainConfig (see module docstring)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the config must be a JSON object of key: value pairs")
+    for key in raw:
+        if key not in FIELDS:
+            close = difflib.get_close_matches(key, list(FIELDS), n=1)
+            hint = (
+                f" (did you mean '{close[0]}'?)" if close else f"; valid keys: {', '.join(FIELDS)}"
+            )
+            raise ConfigError(f"unknown config key '{key}'{hint}")
+    for key in REQUIRED:
+        if key not in raw:
+            raise ConfigError(f"config key '{key}' is required")
+    values = {k: _check_type(k, v) for k, v in raw.items()}
+
+    _choice("encoder", values["encoder"], ENCODERS)
+    if script is not None:
+        objective, encoders = SCRIPTS[script]
+        if values.get("objective") is None:
+            values["objective"] = objective
+        elif values["objective"] != objective:
+            other = [s for s, (o, _) in SCRIPTS.items() if o == values["objective"]]
+            raise ConfigError(
+                f"config key 'objective' is {json.dumps(values['objective'])} but {script} trains "
+                f'"{objective}" (use {" or ".join(other) or "another script"})'
+            )
+        if values["encoder"] not in encoders:
+            other = [
+                s for s, (o, e) in SCRIPTS.items() if o == objective and values["encoder"] in e
+            ]
+            raise ConfigError(
+                f"config key 'encoder' is {json.dumps(values['encoder'])} but {script} trains "
+                f"{objective} encoder {' or '.join(map(json.dumps, encoders))}"
+                + (f" (use {other[0]})" if other else "")
+            )
+    cfg = TrainConfig(**values)
+    if cfg.objective is None:
+        raise ConfigError(
+            f"config key 'objective' is required here; valid: {', '.join(map(json.dumps, OBJECTIVES))}"
+        )
+    _choice("objective", cfg.objective, OBJECTIVES)
+    _choice("aggregation", cfg.aggregation, AGGREGATIONS)
+    _choice("input_layout", cfg.input_layout, INPUT_LAYOUTS)
+    if (
+        not cfg.experiment_name.strip()
+        or "/" in cfg.experiment_name
+        or cfg.experiment_name in (".", "..")
+    ):
+        raise ConfigError(
+            f"config key 'experiment_name' must be a plain folder name, got {json.dumps(cfg.experiment_name)}"
+        )
+
+    positive = {
+        "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        "num_heads": cfg.num_heads,
+        "log_interval": cfg.log_interval,
+        "save_model_every": cfg.save_model_every,
+        "crop_frames": cfg.crop_frames,
+        "max_genres": cfg.max_genres,
+        "learning_rate": cfg.learning_rate,
+        "contrastive_temperature": cfg.contrastive_temperature,
+        "width": cfg.width,
+    }
+    if cfg.max_steps_per_epoch is not None:
+        positive["max_steps_per_epoch"] = cfg.max_steps_per_epoch
+    for key, v in positive.items():
+        if not v > 0:
+            raise ConfigError(f"config key '{key}' must be > 0, got {v}")
+    for key in ("weight_decay", "num_workers"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"config key '{key}' must be >= 0, got {getattr(cfg, key)}")
+
+    dev = cfg.device
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ConfigError(
+            f'config key \'device\' is {json.dumps(dev)}; valid: "auto", "cpu", "cuda", "cuda:N"'
+        )
+    if dev.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f'config key \'device\' is {json.dumps(dev)} but CUDA is not available here; use "cpu" or "auto"'
+            )
+        if ":" in dev and int(dev[5:]) >= torch.cuda.device_count():
+            raise ConfigError(
+                f"config key 'device' is {json.dumps(dev)} but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+
+    if check_files:
+        files = {
+            "train_dataset_file": cfg.train_dataset_file,
+            "validation_dataset_file": cfg.validation_dataset_file,
+        }
+        if cfg.id2tag_file:
+            files["id2tag_file"] = cfg.id2tag_file
+        if cfg.objective == "contrastive" and cfg.uses_genres:
+            # the genre encoder starts from the word2vec matrix; baselines never read it
+            files["embedding_matrix_file"] = str(cfg.resolved_embedding_matrix())
+        for key, p in files.items():
+            if not Path(p).is_file():
+                default = (
+                    " (the default: next to train_dataset_file)"
+                    if key == "embedding_matrix_file" and not cfg.embedding_matrix_file
+                    else ""
+                )
+                raise ConfigError(f"config key '{key}': file not found: {p}{default}")
+    return cfg
+
+
+def load_config(
+    path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    script: str | None = None,
+    check_files: bool = True,
+) -> TrainConfig:
+    """Read a JSON config, apply `--set` overrides, validate (see build_config)."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from None
+    except ValueError as e:
+        raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    raw.update(overrides or {})
+    return build_config(raw, script=script, check_files=check_files)

@@ -1,0 +1,60 @@
+"""Contrastive loss and the all-gather that lets it see the global batch under DDP.
+
+NT-Xent (SimCLR): for two views a, b of the same N items, the 2N embeddings are
+L2-normalised, every pair is compared by cosine similarity / temperature, and each
+embedding must pick its counterpart in the other view among the other 2N - 1
+(itself excluded). The original code takes exp() of the similarities and divides;
+with cos = 1 and temperature 0.01 that is exp(100), past float32's range, so it turns
+into inf / inf = NaN. Written as a cross-entropy over logits, the same loss goes
+through logsumexp, which subtracts the row maximum first and never overflows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """NT-Xent between two (N, d) views; a scalar averaged over all 2N anchors
+    (that is, over both directions a->b and b->a)."""
+    if a.shape != b.shape or a.dim() != 2:
+        raise ValueError(
+            f"nt_xent needs two (N, d) tensors of one shape, got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
+    n = a.shape[0]
+    # float32 even under bf16 autocast: the logits are divided by a small temperature.
+    z = F.normalize(torch.cat([a, b]).float(), dim=1)  # (2N, d)
+    logits = (z @ z.t()) / temperature  # (2N, 2N)
+    self_pair = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_pair, float("-inf"))  # never its own negative
+    idx = torch.arange(n, device=z.device)
+    target = torch.cat([idx + n, idx])  # row i of a -> row i of b, and back
+    return F.cross_entropy(logits, target)
+
+
+def nt_xent_direct(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """The same loss written the way the original code does (exp, then divide, + 1e-5
+    in the log). Kept only as a reference for tests: it overflows at low temperature."""
+    n = a.shape[0]
+    z = F.normalize(torch.cat([a, b]), dim=1)
+    sim = torch.exp((z @ z.t()) / temperature)  # (2N, 2N)
+    not_self = ~torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    denom = (sim * not_self).sum(1)  # (2N,)
+    idx = torch.arange(n, device=z.device)
+    pos = sim[torch.arange(2 * n, device=z.device), torch.cat([idx + n, idx])]
+    return -torch.log(pos / denom + 1e-5).mean()
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate x from all ranks (rank order) -> (world * N, d); identity when not
+    distributed. Only this rank's slice carries gradient; the trainer scales the loss
+    by the world size so that DDP's gradient average equals the gradient of the loss
+    over the global batch."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[dist.get_rank()] = x  # put the local tensor back, with its graph
+    return torch.cat(parts)

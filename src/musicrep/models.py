@@ -1,0 +1,365 @@
+"""The networks of Ferraro et al. (2021): one audio CNN and the encoders/heads it is
+trained against.
+
+    AudioEncoder   mel crop (B, 1, 48, 256) -> z (B, 1024), z_d (B, 128)
+    CFEncoder      CF vector (B, 301)       -> (B, 128)
+    GenreEncoder   genre tokens (B, 10)     -> (B, 128)   (self-attention or mean)
+    MultiModalModel  the container the trainer optimises (and wraps in DDP)
+
+The AudioEncoder's parameter names are those of the original code, so the authors'
+published `audio_encoder.pt` files (plain state dicts) load with `strict=True`;
+`load_audio_encoder` reads those and this project's checkpoints alike.
+
+Input layout. A crop comes off disk as (frames=256, bands=48). The original trainers
+turn it into the CNN's (48, 256) input with a plain reshape, which interleaves time
+and frequency; the published checkpoints were trained that way and must be fed the
+same way. New training uses the transpose. The choice travels with the model
+(`AudioEncoder.input_layout`) and is saved in checkpoints and config.json.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+N_MELS = 48
+CROP_FRAMES = 256
+EMBED_DIM = 128
+INPUT_LAYOUTS = ("transpose", "reference")
+
+# (out_channels, max-pool kernel) of the seven conv blocks, at width 1.0.
+# Pools shrink (48, 256) -> (24,128) -> (12,64) -> (6,32) -> (3,16) -> (3,8) -> (3,4) -> (1,2).
+CONV_BLOCKS: tuple[tuple[int, tuple[int, int]], ...] = (
+    (128, (2, 2)),
+    (128, (2, 2)),
+    (256, (2, 2)),
+    (256, (2, 2)),
+    (256, (1, 2)),
+    (256, (1, 2)),
+    (512, (2, 2)),
+)
+
+
+def scaled_channels(channels: int, width: float) -> int:
+    """Conv channels at a width multiplier (at least 1)."""
+    return max(1, round(channels * width))
+
+
+def crop_to_input(crop: torch.Tensor, layout: str = "transpose") -> torch.Tensor:
+    """Turn mel crops (B, frames, bands) as stored on disk into CNN input (B, 1, bands, frames).
+
+    "transpose" swaps the axes (correct). "reference" is the original code's plain
+    reshape of the same memory to (bands, frames), which mixes time and frequency; only
+    use it for models trained that way (the published checkpoints).
+    """
+    if crop.dim() != 3:
+        raise ValueError(f"expected a (B, frames, bands) crop, got shape {tuple(crop.shape)}")
+    b, t, f = crop.shape
+    if layout == "transpose":
+        return crop.transpose(1, 2).unsqueeze(1)  # (B, 1, bands, frames)
+    if layout == "reference":
+        return crop.reshape(b, 1, f, t)  # (B, 1, bands, frames), values interleaved
+    raise ValueError(f"input_layout must be one of {INPUT_LAYOUTS}, got {layout!r}")
+
+
+class ConvBlock(nn.Module):
+    """Conv 3x3 -> BatchNorm -> ReLU -> MaxPool. Attribute names match the original."""
+
+    def __init__(self, c_in: int, c_out: int, pool: tuple[int, int]):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
+        self.bn = nn.BatchNorm2d(c_out)
+        self.pool = nn.MaxPool2d(pool)  # no parameters, so no state-dict keys
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(F.relu(self.bn(self.conv(x))))
+
+
+class AudioEncoder(nn.Module):
+    """The paper's CNN. `AudioEncoder()` is exactly the published model (3,989,762 params).
+
+    `width` scales the conv channels (for small, fast models in tests and on CPU);
+    the head keeps its 512 hidden units and 128-d output at every width.
+    """
+
+    def __init__(self, width: float = 1.0, input_layout: str = "transpose"):
+        super().__init__()
+        if input_layout not in INPUT_LAYOUTS:
+            raise ValueError(f"input_layout must be one of {INPUT_LAYOUTS}, got {input_layout!r}")
+        if not width > 0:
+            raise ValueError(f"width must be > 0, got {width}")
+        self.width = float(width)
+        self.input_layout = input_layout
+        layers: list[nn.Module] = [nn.BatchNorm2d(1)]  # learned input normalisation
+        c_in = 1
+        for c, pool in CONV_BLOCKS:
+            c_out = scaled_channels(c, width)
+            layers.append(ConvBlock(c_in, c_out, pool))
+            c_in = c_out
+        self.audio_encoder = nn.Sequential(*layers)
+        self.z_dim = c_in * 1 * 2  # the last block leaves (C, 1, 2)
+        self.fc_audio = nn.Sequential(
+            nn.Linear(self.z_dim, 512),  # 0
+            nn.BatchNorm1d(512),  # 1
+            nn.ReLU(),  # 2
+            nn.Dropout(0.5),  # 3
+            nn.Linear(512, EMBED_DIM),  # 4
+            nn.LayerNorm(EMBED_DIM, eps=1e-6),  # 5
+        )
+
+    def to_input(self, crop: torch.Tensor) -> torch.Tensor:
+        """(B, 256 frames, 48 bands) crop -> (B, 1, 48, 256) in this model's layout."""
+        return crop_to_input(crop, self.input_layout)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # x: (B, 1, 48, 256)
+        h = self.audio_encoder(x)  # (B, 512, 1, 2) at width 1
+        z = h.flatten(1)  # (B, 1024)
+        z_d = self.fc_audio(z)  # (B, 128)
+        return z, z_d
+
+    def encode(self, crop: torch.Tensor) -> torch.Tensor:
+        """Convenience for evaluation: (B, frames, bands) crops -> (B, 128) embeddings."""
+        return self(self.to_input(crop))[1]
+
+
+class CFEncoder(nn.Module):
+    """Collaborative-filtering vector (B, cf_dim) -> (B, 128)."""
+
+    def __init__(self, cf_dim: int = 301, dim: int = EMBED_DIM, dropout: float = 0.3):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(cf_dim, dim),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim, dim),
+            nn.LayerNorm(dim),
+        )
+
+    def forward(self, cf: torch.Tensor) -> torch.Tensor:
+        return self.net(cf)  # (B, 128)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Self-attention over a track's genre tokens, padding keys masked.
+
+    d_k = d_v = 128 per head (not d_model / heads), as in the paper's genre encoder.
+    """
+
+    def __init__(self, d_model: int, num_heads: int = 4, d_k: int = 128, dropout: float = 0.1):
+        super().__init__()
+        self.num_heads, self.d_k = num_heads, d_k
+        self.q = nn.Linear(d_model, num_heads * d_k)
+        self.k = nn.Linear(d_model, num_heads * d_k)
+        self.v = nn.Linear(d_model, num_heads * d_k)
+        self.proj = nn.Linear(num_heads * d_k, EMBED_DIM)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, d_model), mask: (B, T) True for real tokens
+        b, t, _ = x.shape
+        h, d = self.num_heads, self.d_k
+        q = self.q(x).view(b, t, h, d).transpose(1, 2)  # (B, H, T, d_k)
+        k = self.k(x).view(b, t, h, d).transpose(1, 2)  # (B, H, T, d_k)
+        v = self.v(x).view(b, t, h, d).transpose(1, 2)  # (B, H, T, d_v)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(d)  # (B, H, T, T)
+        # A finite fill (not -inf) keeps tracks without any genre free of NaNs; their
+        # outputs are discarded by the token mask afterwards anyway.
+        att = att.masked_fill(~mask[:, None, None, :], torch.finfo(att.dtype).min)
+        att = att.softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(b, t, h * d)  # (B, T, H*d_v)
+        return self.dropout(self.proj(y))  # (B, T, 128)
+
+
+class GenreEncoder(nn.Module):
+    """Genre tokens (B, T<=10), index+1 with 0 = padding -> (B, 128).
+
+    The token table starts from the genre word2vec matrix (row 0 = padding) and is
+    fine-tuned. aggregation "self": multi-head self-attention, summed over real tokens;
+    "mean": a linear projection of each token, averaged over real tokens.
+    """
+
+    def __init__(
+        self,
+        embedding_matrix: np.ndarray | torch.Tensor,
+        aggregation: str = "self",
+        num_heads: int = 4,
+        d_k: int = 128,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        weights = torch.as_tensor(np.asarray(embedding_matrix), dtype=torch.float32)
+        if weights.dim() != 2 or weights.shape[0] < 2:
+            raise ValueError(
+                f"embedding matrix must be (n_genres + 1, d), got {tuple(weights.shape)}"
+            )
+        self.aggregation = aggregation
+        self.embedding = nn.Embedding.from_pretrained(weights, freeze=False, padding_idx=0)
+        d_model = weights.shape[1]
+        if aggregation == "self":
+            self.attention = MultiHeadSelfAttention(d_model, num_heads, d_k, dropout)
+        elif aggregation == "mean":
+            self.proj = nn.Linear(d_model, EMBED_DIM)
+        else:
+            raise ValueError(f"aggregation must be 'self' or 'mean', got {aggregation!r}")
+        self.norm = nn.LayerNorm(EMBED_DIM)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        # tokens: (B, T) int64
+        mask = tokens > 0  # (B, T)
+        x = self.embedding(tokens)  # (B, T, d)
+        keep = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        if self.aggregation == "self":
+            y = (self.attention(x, mask) * keep).sum(1)  # (B, 128)
+        else:
+            y = (self.proj(x) * keep).sum(1) / keep.sum(1).clamp(min=1)  # (B, 128)
+        return self.norm(y)  # (B, 128)
+
+
+class MultiModalModel(nn.Module):
+    """Everything one training configuration optimises, in one module (so one
+    optimizer, one DDP wrapper, one state dict per part in checkpoints).
+
+    Parts that a configuration does not use are None and not built at all.
+    """
+
+    def __init__(
+        self,
+        audio: AudioEncoder,
+        cf: CFEncoder | None = None,
+        genre: GenreEncoder | None = None,
+        cf_head: nn.Module | None = None,
+        genre_head: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.audio = audio
+        self.cf = cf
+        self.genre = genre
+        self.cf_head = cf_head  # baseline: 128 -> cf_dim, MSE
+        self.genre_head = genre_head  # baseline: 128 -> n_genres logits, BCE
+        self.channels_last = False  # feed the CNN channels-last (set with .to(memory_format=...))
+
+    def forward(
+        self,
+        audio: torch.Tensor,
+        cf: torch.Tensor | None = None,
+        tokens: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        # audio: (B, 256, 48) crops as stored; cf: (B, cf_dim); tokens: (B, 10)
+        x = self.audio.to_input(audio)  # (B, 1, 48, 256)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        _, z_d = self.audio(x)  # (B, 128)
+        out = {"audio": z_d}
+        if self.cf is not None:
+            out["cf"] = self.cf(cf)  # (B, 128)
+        if self.genre is not None:
+            out["genre"] = self.genre(tokens)  # (B, 128)
+        if self.cf_head is not None:
+            out["cf_pred"] = self.cf_head(z_d)  # (B, cf_dim)
+        if self.genre_head is not None:
+            out["genre_logits"] = self.genre_head(z_d)  # (B, n_genres)
+        return out
+
+    def part_state_dicts(self) -> dict[str, dict[str, torch.Tensor]]:
+        """{"audio": ..., "cf": ...}: one plain state dict per built part."""
+        return {name: child.state_dict() for name, child in self.named_children()}
+
+    def load_part_state_dicts(self, parts: dict[str, dict[str, torch.Tensor]]) -> None:
+        children = dict(self.named_children())
+        if set(parts) != set(children):
+            raise ValueError(
+                f"checkpoint holds parts {sorted(parts)}, model has {sorted(children)}"
+            )
+        for name, sd in parts.items():
+            children[name].load_state_dict(sd, strict=True)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _strip_prefix(sd: dict[str, Any], prefix: str) -> dict[str, Any]:
+    if sd and all(k.startswith(prefix) for k in sd):
+        return {k[len(prefix) :]: v for k, v in sd.items()}
+    return sd
+
+
+def _is_audio_state_dict(sd: Any) -> bool:
+    return (
+        isinstance(sd, dict)
+        and "audio_encoder.1.conv.weight" in sd
+        and all(isinstance(v, torch.Tensor) for v in sd.values())
+    )
+
+
+def load_audio_encoder(
+    path: str | Path,
+    input_layout: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> AudioEncoder:
+    """Load an AudioEncoder from the original format or from this project's files.
+
+    Accepts a plain state dict (the authors' `audio_encoder.pt`, or the one this
+    project exports) or a training checkpoint (`last.pt`, `best.pt`, `epoch_*.pt`).
+    The width is inferred from the tensor shapes. The input layout is, in order: the
+    `input_layout` argument; the one saved in the checkpoint; the `input_layout` of a
+    `config.json` beside a plain state dict (this project writes one); otherwise
+    "reference", since a plain state dict without it is assumed to be the authors'.
+    The model is returned in eval mode.
+    """
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # pickle/zip errors say little about what was wrong
+        raise ValueError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from e
+
+    saved_layout = None
+    if isinstance(obj, dict) and "models" in obj and isinstance(obj["models"], dict):
+        sd = obj["models"].get("audio")
+        saved_layout = (obj.get("model_args") or {}).get("input_layout")
+    else:
+        sd = obj
+    if isinstance(sd, dict):
+        sd = _strip_prefix(sd, "module.")  # saved from a DDP-wrapped model
+    if not _is_audio_state_dict(sd):
+        raise ValueError(
+            f"{path}: not an audio-encoder state dict (expected keys like "
+            "'audio_encoder.1.conv.weight' or a musicrep checkpoint with models['audio'])"
+        )
+
+    layout = input_layout or saved_layout
+    if layout is None:
+        sidecar = path.with_name("config.json")
+        if sidecar.is_file():
+            try:
+                layout = json.loads(sidecar.read_text()).get("input_layout")
+            except (OSError, ValueError):
+                layout = None
+    if layout is None:
+        layout = "reference"
+        warnings.warn(
+            f"{path}: no input_layout given or saved; assuming 'reference' (the original "
+            "code's reshape, right for the authors' published checkpoints)",
+            stacklevel=2,
+        )
+
+    width = sd["audio_encoder.1.conv.weight"].shape[0] / CONV_BLOCKS[0][0]
+    model = AudioEncoder(width=width, input_layout=layout)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ValueError(
+            f"{path}: audio-encoder state dict does not match the architecture: {e}"
+        ) from e
+    return model.eval()

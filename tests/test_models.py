@@ -1,0 +1,135 @@
+"""Audio encoder architecture, the original state-dict names, loading, other encoders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from musicrep.models import (
+    AudioEncoder,
+    CFEncoder,
+    GenreEncoder,
+    count_parameters,
+    crop_to_input,
+    load_audio_encoder,
+)
+
+REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
+MANIFEST = REFERENCE / "original_audio_encoder_state_dict.tsv"
+
+
+def read_manifest() -> list[tuple[str, tuple[int, ...], str]]:
+    if not MANIFEST.is_file():
+        pytest.skip(
+            f"state-dict manifest not found at {MANIFEST} (shared/reference is outside the repo)"
+        )
+    rows = []
+    for line in MANIFEST.read_text().strip().splitlines()[1:]:
+        key, shape, dtype = line.split("\t")
+        dims = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
+        rows.append((key, dims, dtype))
+    return rows
+
+
+def manifest_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A state dict with exactly the original's keys, shapes and dtypes, random values."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, dims, dtype in read_manifest():
+        if dtype == "int64":
+            sd[key] = torch.tensor(7, dtype=torch.int64).reshape(dims)
+        elif key.endswith("running_var"):
+            sd[key] = torch.rand(dims, generator=g) + 0.5
+        else:
+            sd[key] = torch.randn(dims, generator=g)
+    return sd
+
+
+def test_paper_model_size_and_shapes():
+    m = AudioEncoder().eval()
+    assert count_parameters(m) == 3_989_762
+    with torch.no_grad():
+        z, z_d = m(torch.randn(2, 1, 48, 256))  # (B, 1, 48, 256)
+    assert z.shape == (2, 1024) and z_d.shape == (2, 128)
+
+
+def test_state_dict_matches_original_manifest():
+    rows = read_manifest()
+    sd = AudioEncoder().state_dict()
+    assert list(sd) == [k for k, _, _ in rows]
+    for key, dims, dtype in rows:
+        assert tuple(sd[key].shape) == dims, key
+        assert str(sd[key].dtype) == f"torch.{dtype}", key
+
+
+def test_original_plain_state_dict_loads_strict(tmp_path):
+    sd = manifest_state_dict()
+    path = tmp_path / "audio_encoder.pt"
+    torch.save(sd, path)
+    with pytest.warns(UserWarning, match="reference"):
+        m = load_audio_encoder(path)  # no layout anywhere: the authors' reshape
+    assert m.input_layout == "reference" and m.width == 1.0 and not m.training
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, sd[k])
+    assert load_audio_encoder(path, input_layout="transpose").input_layout == "transpose"
+    # a fresh model also accepts it with strict=True
+    AudioEncoder().load_state_dict(sd, strict=True)
+
+
+def test_width_is_inferred_and_sidecar_layout_used(tmp_path):
+    m = AudioEncoder(width=0.125, input_layout="transpose")
+    assert count_parameters(m) < 400_000
+    torch.save(m.state_dict(), tmp_path / "audio_encoder.pt")
+    (tmp_path / "config.json").write_text('{"input_layout": "transpose", "width": 0.125}')
+    loaded = load_audio_encoder(tmp_path / "audio_encoder.pt")
+    assert loaded.width == 0.125 and loaded.input_layout == "transpose"
+
+
+def test_load_rejects_other_files_by_name(tmp_path):
+    bad = tmp_path / "not_audio.pt"
+    torch.save({"weight": torch.zeros(3)}, bad)
+    with pytest.raises(ValueError, match="not_audio.pt.*not an audio-encoder"):
+        load_audio_encoder(bad)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"hello")
+    with pytest.raises(ValueError, match="junk.pt"):
+        load_audio_encoder(junk)
+
+
+def test_input_layouts():
+    crop = torch.arange(2 * 256 * 48, dtype=torch.float32).reshape(2, 256, 48)  # (B, frames, bands)
+    t = crop_to_input(crop, "transpose")
+    assert t.shape == (2, 1, 48, 256)
+    assert torch.equal(t[1, 0, 5, 100], crop[1, 100, 5])  # band 5 at frame 100
+    r = crop_to_input(crop, "reference")
+    assert r.shape == (2, 1, 48, 256)
+    assert torch.equal(r.flatten(1), crop.flatten(1))  # same memory order: the original's reshape
+    assert not torch.equal(r, t)
+    with pytest.raises(ValueError):
+        crop_to_input(crop, "bogus")
+
+
+def test_cf_encoder_shape():
+    assert CFEncoder(301)(torch.randn(4, 301)).shape == (4, 128)
+
+
+@pytest.mark.parametrize("aggregation", ["self", "mean"])
+def test_genre_encoder_ignores_padding(aggregation):
+    emb = np.random.default_rng(0).normal(size=(13, 128)).astype(np.float32)
+    emb[0] = 0
+    enc = GenreEncoder(emb, aggregation=aggregation, num_heads=4).eval()
+    assert torch.allclose(enc.embedding.weight[1:], torch.from_numpy(emb[1:]))
+    assert enc.embedding.weight.requires_grad  # fine-tuned
+    tokens = torch.tensor([[3, 5, 0, 0, 0, 0, 0, 0, 0, 0], [0] * 10])
+    with torch.no_grad():
+        y = enc(tokens)
+        y_short = enc(tokens[:1, :2])  # same track, no padding at all
+    assert y.shape == (2, 128)
+    assert torch.isfinite(y).all()  # a track without genres stays finite
+    assert torch.allclose(y[0], y_short[0], atol=1e-5)
+    if aggregation == "self":
+        att = enc.attention
+        assert att.q.out_features == 4 * 128  # d_k = 128 per head

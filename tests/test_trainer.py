@@ -1,0 +1,205 @@
+"""Training end to end on a tiny synthetic dataset: all six configurations, outputs,
+resume determinism, skip when complete, and the datasets."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from musicrep.checkpoint import load_checkpoint
+from musicrep.cli import main
+from musicrep.data import TrackDataset, genre_tokens
+from musicrep.models import AudioEncoder, load_audio_encoder
+
+from .synth import write_synthetic_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = {
+    "baseline_MF": "baseline_train.py",
+    "baseline_gnr": "baseline_train.py",
+    "baseline_MF_gnr": "baseline_train.py",
+    "contrastive_MF": "single_train.py",
+    "contrastive_gnr": "single_train.py",
+    "contrastive_MF_gnr": "train.py",
+}
+TERMS = {
+    "baseline_MF": ["mse_cf"],
+    "baseline_gnr": ["bce_genre"],
+    "baseline_MF_gnr": ["mse_cf", "bce_genre"],
+    "contrastive_MF": ["ntxent_audio_cf"],
+    "contrastive_gnr": ["ntxent_audio_genre"],
+    "contrastive_MF_gnr": ["ntxent_audio_genre", "ntxent_audio_cf", "ntxent_cf_genre"],
+}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_synthetic_dataset(
+        tmp_path_factory.mktemp("synth"), n_train=32, n_val=12, n_test=4, frames=300
+    )
+
+
+def tiny(ds: Path, save_dir: Path, **kw) -> list[str]:
+    values = {
+        "train_dataset_file": str(ds / "train.h5"),
+        "validation_dataset_file": str(ds / "val.h5"),
+        "save_dir": str(save_dir),
+        "width": 0.125,
+        "batch_size": 8,
+        "epochs": 1,
+        "max_steps_per_epoch": 2,
+        "num_workers": 0,
+        "save_model_every": 1,
+        "log_interval": 1,
+        "device": "cpu",
+    }
+    values.update(kw)
+    return ["--set"] + [
+        f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in values.items()
+    ]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_each_config_trains_and_exports(name, dataset, tmp_path, capsys):
+    args = [str(ROOT / "configs" / f"{name}.json")] + tiny(dataset, tmp_path)
+    assert main(CONFIGS[name], args) == 0
+    out = tmp_path / name
+    for f in (
+        "last.pt",
+        "best.pt",
+        "epoch_0001.pt",
+        "audio_encoder.pt",
+        "audio_encoder_best.pt",
+        "config.json",
+        "metrics.csv",
+    ):
+        assert (out / f).is_file(), f
+    assert any((out / "tb").iterdir())
+
+    sd = torch.load(out / "audio_encoder.pt", weights_only=True)
+    AudioEncoder(width=0.125).load_state_dict(sd, strict=True)  # plain, original-format keys
+    enc = load_audio_encoder(out / "audio_encoder.pt")  # layout from config.json beside it
+    assert enc.width == 0.125 and enc.input_layout == "transpose"
+    assert load_audio_encoder(out / "best.pt").width == 0.125  # a full checkpoint loads too
+
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 2 and ckpt["optimizer"]["state"]
+    parts = {"audio"} | {"MF": {"cf"}, "gnr": {"genre"}, "MF_gnr": {"cf", "genre"}}[
+        ckpt["config"]["encoder"]
+    ]
+    if name.startswith("baseline"):
+        parts = {"audio"} | {p + "_head" for p in parts - {"audio"}}
+    assert set(ckpt["models"]) == parts
+    for p in parts:
+        assert ckpt["models"][p]
+
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1
+    for term in ["loss"] + TERMS[name]:
+        for split in ("train", "val"):
+            assert np.isfinite(float(rows[0][f"{split}_{term}"]))
+    assert float(rows[0]["samples_per_s"]) > 0 and float(rows[0]["time_s"]) > 0
+
+    # Rerunning the finished run does nothing and succeeds.
+    capsys.readouterr()
+    mtime = (out / "last.pt").stat().st_mtime_ns
+    assert main(CONFIGS[name], args) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert (out / "last.pt").stat().st_mtime_ns == mtime
+
+
+def _final_state(out: Path) -> dict:
+    return load_checkpoint(out / "last.pt")
+
+
+def test_resume_gives_identical_weights(dataset, tmp_path):
+    cfg = str(ROOT / "configs" / "contrastive_MF_gnr.json")
+    straight, resumed = tmp_path / "a", tmp_path / "b"
+    assert main("train.py", [cfg] + tiny(dataset, straight, epochs=2, max_steps_per_epoch=3)) == 0
+    assert main("train.py", [cfg] + tiny(dataset, resumed, epochs=1, max_steps_per_epoch=3)) == 0
+    assert main("train.py", [cfg] + tiny(dataset, resumed, epochs=2, max_steps_per_epoch=3)) == 0
+    a, b = (
+        _final_state(straight / "contrastive_MF_gnr"),
+        _final_state(resumed / "contrastive_MF_gnr"),
+    )
+    assert a["epoch"] == b["epoch"] == 2
+    for part in a["models"]:
+        for k, v in a["models"][part].items():
+            assert torch.equal(v, b["models"][part][k]), f"{part}.{k}"
+    for i, s in a["optimizer"]["state"].items():
+        for k, v in s.items():
+            assert torch.equal(v, b["optimizer"]["state"][i][k])
+    sa = torch.load(straight / "contrastive_MF_gnr" / "audio_encoder.pt", weights_only=True)
+    sb = torch.load(resumed / "contrastive_MF_gnr" / "audio_encoder.pt", weights_only=True)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    with open(resumed / "contrastive_MF_gnr" / "metrics.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
+
+
+def test_resume_refuses_a_different_model(dataset, tmp_path, capsys):
+    cfg = str(ROOT / "configs" / "contrastive_MF.json")
+    assert main("single_train.py", [cfg] + tiny(dataset, tmp_path)) == 0
+    capsys.readouterr()
+    assert main("single_train.py", [cfg] + tiny(dataset, tmp_path, epochs=2, width=0.25)) == 2
+    err = capsys.readouterr().err
+    assert "'width'" in err and "Traceback" not in err
+
+
+def test_dataset_crops_tokens_and_float16(tmp_path):
+    ds_dir = write_synthetic_dataset(
+        tmp_path / "d", n_train=20, n_val=4, n_test=2, frames=280, n_genres=6
+    )
+    with h5py.File(ds_dir / "train.h5", "r+") as f:  # float16 mels, as create_dataset may write
+        data = f["dataset/data"][:]
+        del f["dataset/data"]
+        f["dataset/data"] = data.astype(np.float16)
+        label = f["dataset/label"][:]
+    ds = TrackDataset(ds_dir / "train.h5", n_genres=6, seed=3)
+    item = ds[5]
+    assert item["audio"].dtype == torch.float32 and item["audio"].shape == (256, 48)
+    s = int(ds.starts[5])
+    assert torch.allclose(
+        item["audio"], torch.from_numpy(data[5, s : s + 256].astype(np.float16).astype(np.float32))
+    )
+    real = label[5][label[5] >= 0]
+    assert (
+        item["tokens"][: len(real)].tolist() == (real + 1).tolist()
+        and item["tokens"][len(real) :].eq(0).all()
+    )
+    assert item["genres"].nonzero().flatten().tolist() == sorted(real.tolist())
+
+    # crops: fixed by (seed, epoch), change across epochs, same with worker processes
+    def batches(workers: int) -> list[torch.Tensor]:
+        ds.set_epoch(2)
+        return [b["audio"] for b in DataLoader(ds, batch_size=5, num_workers=workers)]
+
+    single, multi = batches(0), batches(2)
+    assert all(torch.equal(x, y) for x, y in zip(single, multi))
+    starts2 = ds.starts.copy()
+    ds.set_epoch(3)
+    assert not np.array_equal(starts2, ds.starts)
+
+    val = TrackDataset(ds_dir / "val.h5", train=False, n_genres=6, with_cf=False)
+    assert (val.starts == (280 - 256) // 2).all() and "cf" not in val[0]
+
+
+def test_genre_tokens_vectorised():
+    labels = np.array([[3, -1, 5, -1], [-1, -1, -1, -1], [0, 1, 2, 4]], dtype=np.int16)
+    assert genre_tokens(labels, max_tokens=3).tolist() == [[4, 6, 0], [0, 0, 0], [1, 2, 3]]
+
+
+def test_bf16_and_channels_last_run_on_cpu(dataset, tmp_path):
+    cfg = str(ROOT / "configs" / "contrastive_MF.json")
+    args = [cfg] + tiny(dataset, tmp_path, bf16=True, channels_last=True, max_steps_per_epoch=1)
+    assert main("single_train.py", args) == 0
+    with open(tmp_path / "contrastive_MF" / "metrics.csv") as f:
+        row = next(csv.DictReader(f))
+    assert np.isfinite(float(row["train_loss"])) and np.isfinite(float(row["val_loss"]))
