@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow -p no:cacheprovider
 
 lint: $(STAMP)
 	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check src scripts tests bench *.py
@@ -29,14 +29,14 @@ lint: $(STAMP)
 # The demo: the paper's whole pipeline on the generated corpus. Each step is a file
 # target, so a rerun skips what is finished (trainings also resume from last.pt).
 DEMO_DATA := data/toy
-DEMO_RUNS := runs/demo
+DEMO_RUNS := runs
 DEMO_REPORT := reports/demo
 DEMO_SONGS ?= 2000
 DEMO_PLAYLISTS ?= 1000
-DEMO_EPOCHS ?= 10
+DEMO_EPOCHS ?= 8
 DEMO_WIDTH ?= 0.25
 DEMO_BATCH ?= 32
-DEMO_SET := epochs=$(DEMO_EPOCHS) width=$(DEMO_WIDTH) batch_size=$(DEMO_BATCH) save_dir=$(DEMO_RUNS)/ save_model_every=5 num_workers=1
+DEMO_SET := epochs=$(DEMO_EPOCHS) width=$(DEMO_WIDTH) batch_size=$(DEMO_BATCH)
 CONFIGS := baseline_MF baseline_gnr baseline_MF_gnr contrastive_MF contrastive_gnr contrastive_MF_gnr
 script_of = $(if $(filter baseline_%,$(1)),baseline_train.py,$(if $(filter contrastive_MF_gnr,$(1)),train.py,single_train.py))
 
@@ -60,7 +60,7 @@ $(DEMO_REPORT)/results.json: $(foreach c,$(CONFIGS),$(DEMO_RUNS)/$(c)/audio_enco
 	$(PY) evaluate.py --dataset $(DEMO_DATA)/dataset --models $^ --out $(DEMO_REPORT) --seed 0
 
 clean-demo:
-	rm -rf $(DEMO_DATA) $(DEMO_RUNS) $(DEMO_REPORT)
+	rm -rf $(DEMO_DATA) $(DEMO_REPORT) $(foreach c,$(CONFIGS),$(DEMO_RUNS)/$(c))
 
 bench: $(STAMP)
 	$(PY) bench/create_dataset.py

@@ -78,7 +78,8 @@ class TrainConfig:
     crop_frames: int = 256
     max_genres: int = 10  # genre tokens per track for the genre encoder
     bf16: bool = False  # bfloat16 autocast (CUDA; also works on CPU, slowly)
-    channels_last: bool = False  # channels-last memory format for the CNN
+    # channels-last memory format for the CNN: ~1.4x faster training on CPU (bench/README.md)
+    channels_last: bool = True
     gather_distributed: bool = True  # DDP: NT-Xent over the global batch (all-gather)
     max_steps_per_epoch: int | None = None  # cap steps per epoch (smoke tests, benchmarks)
 

@@ -108,6 +108,9 @@ def track_chunks(frames: np.ndarray, chunk: int = CHUNK_FRAMES) -> tuple[np.ndar
     return chunks.reshape(n, chunk, N_MELS), False
 
 
+CPU_MICRO_BATCH = 32
+
+
 @torch.inference_mode()
 def encode_chunks(
     encoder: torch.nn.Module,
@@ -124,11 +127,15 @@ def encode_chunks(
     if layer not in LAYERS:
         raise ValueError(f"layer must be one of {LAYERS}, got {layer!r}")
     device = torch.device(device)
+    # On CPU this CNN runs ~2.5x faster channels-last in micro-batches of 32 than in
+    # contiguous batches of 128+ (cache-sized activations); GPUs prefer large batches.
+    step = batch_size if device.type == "cuda" else min(batch_size, CPU_MICRO_BATCH)
+    encoder.to(memory_format=torch.channels_last)
     outs = []
-    for start in range(0, len(chunks), batch_size):
-        block = np.ascontiguousarray(chunks[start : start + batch_size], dtype=np.float32)
-        x = torch.from_numpy(block)
-        z, z_d = encoder(encoder.to_input(x.to(device)))
+    for start in range(0, len(chunks), step):
+        block = np.ascontiguousarray(chunks[start : start + step], dtype=np.float32)
+        x = encoder.to_input(torch.from_numpy(block).to(device))
+        z, z_d = encoder(x.contiguous(memory_format=torch.channels_last))
         outs.append((z if layer == "z" else z_d).float().cpu().numpy())
     if not outs:
         raise ValueError("encode_chunks: no chunks given")

@@ -272,7 +272,9 @@ class Trainer:
     ) -> DataLoader:
         # Own generator: iterating a loader must not draw from the global RNG (dropout).
         gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
-        workers = self.cfg.num_workers
+        # More workers than cores only adds contention (and a DataLoader warning); the
+        # crops do not depend on the worker count, so capping changes no result.
+        workers = min(self.cfg.num_workers, _usable_cpus())
         return DataLoader(
             ds,
             batch_size=self.local_batch,
@@ -573,6 +575,12 @@ class Trainer:
         dist.all_gather_object(sums, float(total))
         if any(s != sums[0] for s in sums):
             raise TrainingError(f"ranks ended with different weights (parameter sums {sums})")
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _take(loader: DataLoader, n: int) -> Iterator[dict[str, torch.Tensor]]:
