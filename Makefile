@@ -35,7 +35,7 @@ DEMO_SONGS ?= 2000
 DEMO_PLAYLISTS ?= 1000
 DEMO_EPOCHS ?= 8
 DEMO_WIDTH ?= 0.25
-DEMO_BATCH ?= 32
+DEMO_BATCH ?= 16
 DEMO_SET := epochs=$(DEMO_EPOCHS) width=$(DEMO_WIDTH) batch_size=$(DEMO_BATCH)
 CONFIGS := baseline_MF baseline_gnr baseline_MF_gnr contrastive_MF contrastive_gnr contrastive_MF_gnr
 script_of = $(if $(filter baseline_%,$(1)),baseline_train.py,$(if $(filter contrastive_MF_gnr,$(1)),train.py,single_train.py))

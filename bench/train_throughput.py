@@ -238,7 +238,8 @@ def main() -> None:
     p.add_argument("--objective", default="contrastive", choices=["baseline", "contrastive"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--bf16", action="store_true")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="channels-last CNN (the config default; --no-channels-last to compare)")
     p.add_argument("--frames", type=int, default=300, help="frames per track in the written files")
     p.add_argument("--rss-sizes", default="1000,20000", help="tracks in the RSS files ('' to skip)")
     p.add_argument("--rss-workers", type=int, default=2)

@@ -14,8 +14,8 @@ import sys
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit (CF) is slower with BLAS threads
 
-from musicrep.dataset import DatasetArgs, DatasetError, create_dataset  # noqa: E402
-from musicrep.melon import MelonFormatError  # noqa: E402
+from musicrep.dataset import DatasetArgs, DatasetError, create_dataset
+from musicrep.melon import MelonFormatError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,10 +17,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from musicrep.config import PAPER_CONFIGS
 from musicrep.io import atomic_path
 
-CONFIGS = ["baseline_MF", "baseline_gnr", "baseline_MF_gnr",
-           "contrastive_MF", "contrastive_gnr", "contrastive_MF_gnr"]
+CONFIGS = list(PAPER_CONFIGS)
 METRICS = ["genre_roc_auc", "genre_pr_auc", "tag_roc_auc", "tag_pr_auc",
            "recall@100", "r_precision", "ndcg@100", "map@100"]
 
@@ -61,7 +61,9 @@ def card(name: str, cfg: dict, row: dict, metrics_csv: Path) -> str:
         f"## {name}",
         "",
         f"- objective: {cfg['objective']} against `{cfg['encoder']}`; "
-        f"temperature {cfg['contrastive_temperature']}; Adam lr {cfg['learning_rate']}, "
+        + (f"temperature {cfg['contrastive_temperature']}; "
+           if cfg["objective"] == "contrastive" else "")
+        + f"Adam lr {cfg['learning_rate']}, "
         f"weight decay {cfg['weight_decay']}, batch {cfg['batch_size']}, seed {cfg['seed']}",
         f"- width {cfg['width']}, input layout `{cfg['input_layout']}`, {len(rows)} epochs; "
         f"final validation loss {float(last['val_loss']):.3f} ({losses})",

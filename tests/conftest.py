@@ -13,9 +13,9 @@ import pytest
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from musicrep.dataset import DatasetArgs, create_dataset  # noqa: E402
-from musicrep.genre_w2v import train_from_dataset  # noqa: E402
-from musicrep.toy import make_toy_melon  # noqa: E402
+from musicrep.dataset import DatasetArgs, create_dataset
+from musicrep.genre_w2v import train_from_dataset
+from musicrep.toy import make_toy_melon
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"

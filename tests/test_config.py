@@ -11,17 +11,17 @@ import pytest
 import torch
 
 from musicrep.cli import main
-from musicrep.config import SCRIPTS, ConfigError, build_config, load_config, parse_overrides
+from musicrep.config import (
+    PAPER_CONFIGS,
+    SCRIPTS,
+    ConfigError,
+    build_config,
+    load_config,
+    parse_overrides,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {
-    "baseline_MF": "baseline_train.py",
-    "baseline_gnr": "baseline_train.py",
-    "baseline_MF_gnr": "baseline_train.py",
-    "contrastive_MF": "single_train.py",
-    "contrastive_gnr": "single_train.py",
-    "contrastive_MF_gnr": "train.py",
-}
+CONFIGS = PAPER_CONFIGS
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from musicrep.config import PAPER_CONFIGS
 from musicrep.models import AudioEncoder, load_audio_encoder
 
 from .conftest import REPO
 
-CONFIGS = ["baseline_MF", "baseline_gnr", "baseline_MF_gnr",
-           "contrastive_MF", "contrastive_gnr", "contrastive_MF_gnr"]
+CONFIGS = list(PAPER_CONFIGS)
 
 
 def test_models_dir_has_all_six_configurations():
@@ -39,7 +39,7 @@ def test_shipped_checkpoint_loads_strictly(name):
 
 def test_encode_py_embeds_a_clip_with_every_shipped_model(tmp_path):
     rng = np.random.default_rng(0)
-    t = np.arange(int(22050 * 12)) / 22050  # 12 s at 22.05 kHz stereo: resampled, mixed down
+    t = np.arange(22050 * 12) / 22050  # 12 s at 22.05 kHz stereo: resampled, mixed down
     mono = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sign(np.sin(2 * np.pi * 2 * t))) / 2
     clip = np.stack([mono, mono + 0.01 * rng.standard_normal(len(t))], axis=1)
     sf.write(tmp_path / "clip.wav", clip.astype(np.float32), 22050)

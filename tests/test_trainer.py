@@ -15,20 +15,14 @@ from torch.utils.data import DataLoader
 
 from musicrep.checkpoint import load_checkpoint
 from musicrep.cli import main
+from musicrep.config import PAPER_CONFIGS
 from musicrep.data import TrackDataset, genre_tokens
 from musicrep.models import AudioEncoder, load_audio_encoder
 
 from .synth import write_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {
-    "baseline_MF": "baseline_train.py",
-    "baseline_gnr": "baseline_train.py",
-    "baseline_MF_gnr": "baseline_train.py",
-    "contrastive_MF": "single_train.py",
-    "contrastive_gnr": "single_train.py",
-    "contrastive_MF_gnr": "train.py",
-}
+CONFIGS = PAPER_CONFIGS
 TERMS = {
     "baseline_MF": ["mse_cf"],
     "baseline_gnr": ["bce_genre"],

@@ -39,6 +39,16 @@ SCRIPTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "train.py": ("contrastive", ("MF_gnr",)),
 }
 
+# The paper's six configurations (configs/<name>.json) and the script that trains each.
+PAPER_CONFIGS: dict[str, str] = {
+    "baseline_MF": "baseline_train.py",
+    "baseline_gnr": "baseline_train.py",
+    "baseline_MF_gnr": "baseline_train.py",
+    "contrastive_MF": "single_train.py",
+    "contrastive_gnr": "single_train.py",
+    "contrastive_MF_gnr": "train.py",
+}
+
 REQUIRED = ("experiment_name", "train_dataset_file", "validation_dataset_file", "encoder")
 
 

@@ -269,7 +269,8 @@ def plot_loss_curves(csv_paths: dict[str, Path], path: str | os.PathLike) -> Pat
     n = len(data)
     cols = min(3, n)
     nrows = math.ceil(n / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.4 * nrows), squeeze=False,
+                             layout="constrained")
     for ax, (name, (x_name, curves)) in zip(axes.ravel(), data.items()):
         for col, (x, y) in curves.items():
             ax.plot(x, y, label=col)

@@ -150,7 +150,7 @@ def _make_genres(n_major: int, seed: int) -> dict[str, Any]:
     for k in range(n_major):
         shape = np.zeros(N_BANDS)
         for _ in range(3):
-            c, w, a = rng.uniform(0.05, 0.95), rng.uniform(0.08, 0.22), rng.normal(0, 2.5)
+            c, w, a = rng.uniform(0.05, 0.95), rng.uniform(0.08, 0.22), rng.normal(0, 1.2)
             shape += a * np.exp(-0.5 * ((b - c) / w) ** 2)
         env[k] = base + shape
 
