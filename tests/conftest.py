@@ -18,7 +18,6 @@ from musicrep.genre_w2v import train_from_dataset
 from musicrep.toy import make_toy_melon
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared" / "reference"
 
 # Small but structured: enough tracks per genre for the split, the CF and a learning check.
 TOY = dict(songs=480, playlists=300, frames=400, seed=0)
