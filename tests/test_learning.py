@@ -55,7 +55,7 @@ def demo_scale(tmp_path_factory) -> tuple[Path, Path]:
     data = root / "dataset"
     create_dataset(DatasetArgs(str(root / "melon"), str(data), cf_epochs=50, workers=2))
     train_from_dataset(data)
-    run = _train(data, root / "runs", "epochs=8", "batch_size=32")
+    run = _train(data, root / "runs", "epochs=8", "batch_size=16")  # as make demo
     return data, run
 
 

@@ -152,17 +152,17 @@ def _write_split(
     writer = SplitWriter(out / f"{name}.h5", len(ids), args.frames,
                          None if cf is None else cf.shape[1], args.dtype, manifest)
     written = []
+
+    def read(song_id: int) -> np.ndarray | TrackSkip:
+        try:
+            return _read_mel_frames(root, int(song_id), args.frames)
+        except TrackSkip as e:
+            return e
+
     try:
         bar = tqdm(total=len(ids), desc=f"{name}.h5", unit="track", file=sys.stderr)
         for start in range(0, len(ids), args.batch_size):
             batch = ids[start:start + args.batch_size]
-
-            def read(song_id: int):
-                try:
-                    return _read_mel_frames(root, int(song_id), args.frames)
-                except TrackSkip as e:
-                    return e
-
             results = list(pool.map(read, batch))
             ok = [i for i, r in enumerate(results) if not isinstance(r, TrackSkip)]
             for i, r in enumerate(results):
