@@ -51,9 +51,9 @@ DEFAULT_LAYER = "z_d"
 
 def resolve_device(name: str | None = None) -> torch.device:
     """``None`` or "auto": the GPU when there is one, else the CPU; otherwise as named."""
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    from .config import resolve_device as resolve_name
+
+    dev = torch.device(resolve_name(name or "auto"))
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
     return dev
