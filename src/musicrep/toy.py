@@ -55,7 +55,8 @@ from typing import Any
 
 import numpy as np
 
-N_BANDS = 48
+from .melon import N_BANDS, mel_path  # the layout is defined once, by the reader
+
 #: Frames of the "too short" defect (capped at half the requested length).
 SHORT_FRAMES = 100
 #: Band count of the "wrong band count" defect.
@@ -486,11 +487,6 @@ def _write_defect_mel(path: Path, kind: str, mel: np.ndarray, rng: np.random.Gen
 
 
 # ------------------------------------------------------------------------- public
-
-
-def mel_path(root: Path, song_id: int) -> Path:
-    """Where Melon keeps the mel of a song: arena_mel/{id // 1000}/{id}.npy."""
-    return Path(root) / "arena_mel" / str(song_id // 1000) / f"{song_id}.npy"
 
 
 def _dump_json(path: Path, obj: Any) -> None:
