@@ -1,16 +1,19 @@
-"""Pretrain the genre word2vec embeddings that initialise the genre encoder.
+"""Pretrain the word2vec embeddings that initialise the genre (and the tags) encoder.
 
     python train_genre_w2v.py --dataset-dir data/toy/dataset [--dim 128] [--seed 0]
 
-Writes embedding_matrix_<dim>.npy next to the dataset's HDF5 files.
+Writes embedding_matrix_<dim>.npy next to the dataset's HDF5 files, and, when the
+dataset has playlist_tags.json, tag_embedding_matrix_<dim>.npy for the tags view.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from musicrep.genre_w2v import train_from_dataset
+from musicrep.tags import TAG_MATRIX
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {out}")
+    tags = Path(a.dataset_dir) / TAG_MATRIX.replace("128", str(a.dim))
+    if tags.is_file():
+        print(f"wrote {tags}")
     return 0
 
 

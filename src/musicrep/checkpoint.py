@@ -5,28 +5,52 @@ A training checkpoint (`last.pt`, `best.pt`, `epoch_XXXX.pt`) is a dict:
     format       "musicrep-checkpoint/1"
     epoch        completed epochs
     global_step  optimizer steps so far
-    models       {"audio": state dict, "cf": ..., "genre": ..., "cf_head": ..., "genre_head": ...}
-                 (only the parts the configuration has)
+    models       {part: state dict}: one per view encoder ("audio", "cf", "genre",
+                 "tags") and per head ("cf_head", "genre_head", "tags_head"); only the
+                 parts the configuration has (views.py, models.MultiModalModel)
     optimizer    Adam state dict
     rng          {"torch": [state per rank], "cuda": [state per rank] or None}
     config       the TrainConfig as a dict
-    model_args   {"width", "input_layout", "cf_dim", "n_genres"}
+    model_args   {"width", "input_layout"} and each view's sizes ("cf_dim", "n_genres", ...)
     best_val     best validation loss so far, val_loss this epoch's
 
 Everything in it is a tensor or plain Python value, so it loads with
 torch.load(weights_only=True). `audio_encoder.pt` is the audio part alone, as a plain
 state dict: the format of the authors' published files.
+
+Checkpoints written before views existed have the same format and part names, so they
+load; a checkpoint that does not fit the run fails with one line (a ConfigError).
+This module also owns resuming: `training_state` builds the dict, `check_resumable`
+refuses a run whose model differs, `restore` puts a checkpoint back.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .config import ConfigError, TrainConfig
+
 FORMAT = "musicrep-checkpoint/1"
+
+# Keys that change the model's structure or meaning: a resume must not mix them.
+RESUME_KEYS = (
+    "encoder",
+    "objective",
+    "views",
+    "pairs",
+    "targets",
+    "aggregation",
+    "num_heads",
+    "width",
+    "input_layout",
+    "max_genres",
+    "max_tags",
+)
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
@@ -46,9 +70,13 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    """A training checkpoint; ValueError (one line) for anything else."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle/zip errors say little about what was wrong
+        raise ValueError(f"{path}: not a readable torch file ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a musicrep training checkpoint")
+        raise ValueError(f"{path}: not a musicrep training checkpoint (format {FORMAT!r})")
     return ckpt
 
 
@@ -69,3 +97,64 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def export_audio_encoder(state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
     """Write an audio encoder as a plain state dict (the original `audio_encoder.pt`)."""
     save_atomic({k: v.detach().cpu().clone() for k, v in state_dict.items()}, path)
+
+
+def training_state(
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    *,
+    epoch: int,
+    global_step: int,
+    best_val: float,
+    val_loss: float,
+    rng_states: list[dict[str, Any]],
+    model_args: dict[str, Any],
+) -> dict[str, Any]:
+    """The checkpoint dict (see the module docstring); rng_states: one per rank."""
+    return {
+        "format": FORMAT,
+        "epoch": epoch,
+        "global_step": global_step,
+        "models": model.part_state_dicts(),
+        "optimizer": optimizer.state_dict(),
+        "rng": {
+            "torch": [s["torch"] for s in rng_states],
+            "cuda": [s["cuda"] for s in rng_states] if rng_states[0]["cuda"] is not None else None,
+        },
+        "config": cfg.to_dict(),
+        "model_args": model_args,
+        "best_val": best_val,
+        "val_loss": val_loss,
+    }
+
+
+def check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+    """ConfigError (one line) when `ckpt` was trained with another model than `cfg`.
+    Keys a checkpoint lacks (written before they existed) are not compared."""
+    saved = ckpt.get("config", {})
+    for key in RESUME_KEYS:
+        if key in saved and saved[key] != getattr(cfg, key):
+            raise ConfigError(
+                f"config key '{key}' is {json.dumps(getattr(cfg, key))} but {path} was trained "
+                f"with {json.dumps(saved[key])}; use another experiment_name or remove {path.parent}"
+            )
+
+
+def restore(
+    ckpt: dict[str, Any], model: Any, optimizer: torch.optim.Optimizer, cfg: TrainConfig, rank: int, world: int, path: Path
+) -> tuple[int, float]:
+    """Load parts, optimizer and this rank's RNG; returns (global_step, best_val)."""
+    try:
+        model.load_part_state_dicts(ckpt["models"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (KeyError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{path} does not fit this run ({first}); use another experiment_name or remove {path.parent}") from None
+    rng = ckpt["rng"]
+    if len(rng["torch"]) == world:
+        cuda = rng["cuda"][rank] if rng.get("cuda") else None
+        set_rng_state({"torch": rng["torch"][rank], "cuda": cuda})
+    else:  # resumed with another number of processes: reseed, deterministically
+        torch.manual_seed(cfg.seed + 1 + rank + 7919 * int(ckpt["epoch"]))
+    return int(ckpt["global_step"]), float(ckpt["best_val"])

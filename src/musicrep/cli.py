@@ -16,10 +16,10 @@ from .config import SCRIPTS, ConfigError, load_config, parse_overrides
 
 
 def build_parser(script: str) -> argparse.ArgumentParser:
-    objective, encoders = SCRIPTS[script]
+    objective, accepts = SCRIPTS[script]
     p = argparse.ArgumentParser(
         prog=script,
-        description=f"Train the {objective} objective (encoder {' | '.join(encoders)}) of "
+        description=f"Train the {objective} objective ({accepts}) of "
         "Ferraro et al. (2021). Rerunning resumes from save_dir/experiment_name/last.pt.",
     )
     p.add_argument("config", help="JSON config file (see configs/)")

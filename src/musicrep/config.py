@@ -9,18 +9,33 @@ Relative paths (dataset files, id2tag_file, embedding_matrix_file, save_dir) are
 relative to the current working directory, as in the original scripts; run the
 scripts from the repository root (the Makefile and the configs assume so).
 
-Which script trains what (the paper's six configurations):
+Which views and losses a run has. A *view* is one modality of a track (see views.py:
+"audio", "cf", "genre", "tags"). A contrastive run names its `views` and the `pairs`
+it contrasts (default: every pair); a baseline names the `targets` its heads predict
+from the audio embedding. The paper's `encoder` key is shorthand for those:
 
-    baseline_train.py  objective "baseline"     encoder MF | gnr | MF_gnr
-    single_train.py    objective "contrastive"  encoder MF | gnr
-    train.py           objective "contrastive"  encoder MF_gnr
+    encoder   contrastive views / pairs                              baseline targets
+    MF        audio, cf      / (audio, cf)                           cf
+    gnr       audio, genre   / (audio, genre)                        genre
+    MF_gnr    audio, cf, genre / (audio, genre) (audio, cf) (cf, genre)  cf, genre
+
+Which script trains what (`script_for`; the Makefile asks `python -m musicrep.config
+script CONFIG`):
+
+    baseline_train.py  objective "baseline"     any targets
+    single_train.py    objective "contrastive"  one pair   (paper: MF, gnr)
+    train.py           objective "contrastive"  several pairs (paper: MF_gnr, the default
+                                                when a config has no `encoder` key, as
+                                                the authors' contrastive_MF_gnr.json)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import json
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -31,13 +46,23 @@ ENCODERS = ("MF", "gnr", "MF_gnr")
 OBJECTIVES = ("baseline", "contrastive")
 AGGREGATIONS = ("self", "mean")
 INPUT_LAYOUTS = ("transpose", "reference")
+CROP_FRAMES = 256  # frames per training crop: the CNN's input is (48 bands, 256 frames)
 
-# script name -> (objective it trains, encoders it accepts)
-SCRIPTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "baseline_train.py": ("baseline", ("MF", "gnr", "MF_gnr")),
-    "single_train.py": ("contrastive", ("MF", "gnr")),
-    "train.py": ("contrastive", ("MF_gnr",)),
+# The paper's `encoder` values as views. Pairs in the original's order of loss terms.
+ENCODER_VIEWS: dict[str, tuple[str, ...]] = {"MF": ("cf",), "gnr": ("genre",), "MF_gnr": ("cf", "genre")}
+ENCODER_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "MF": (("audio", "cf"),),
+    "gnr": (("audio", "genre"),),
+    "MF_gnr": (("audio", "genre"), ("audio", "cf"), ("cf", "genre")),
 }
+
+# script name -> (objective it trains, what it accepts, in words)
+SCRIPTS: dict[str, tuple[str, str]] = {
+    "baseline_train.py": ("baseline", "heads on the audio embedding (encoder MF | gnr | MF_gnr, or targets)"),
+    "single_train.py": ("contrastive", "one pair of views (encoder MF | gnr)"),
+    "train.py": ("contrastive", "several pairs of views (encoder MF_gnr, the default)"),
+}
+DEFAULT_ENCODER = {"train.py": "MF_gnr"}  # the authors' contrastive_MF_gnr.json has no encoder key
 
 # The paper's six configurations (configs/<name>.json) and the script that trains each.
 PAPER_CONFIGS: dict[str, str] = {
@@ -49,7 +74,7 @@ PAPER_CONFIGS: dict[str, str] = {
     "contrastive_MF_gnr": "train.py",
 }
 
-REQUIRED = ("experiment_name", "train_dataset_file", "validation_dataset_file", "encoder")
+REQUIRED = ("experiment_name", "train_dataset_file", "validation_dataset_file")
 
 
 class ConfigError(ValueError):
@@ -64,7 +89,7 @@ class TrainConfig:
     experiment_name: str
     train_dataset_file: str
     validation_dataset_file: str
-    encoder: str  # "MF" (CF vectors) | "gnr" (genres) | "MF_gnr" (both)
+    encoder: str | None = None  # "MF" (CF vectors) | "gnr" (genres) | "MF_gnr" (both)
     aggregation: str = "self"  # genre encoder: "self" (attention) | "mean"
     num_heads: int = 4
     contrastive_temperature: float = 0.1
@@ -76,6 +101,9 @@ class TrainConfig:
     log_interval: int = 10  # steps between progress-bar / TensorBoard step updates
     save_model_every: int = 20  # epochs between kept epoch_XXXX.pt checkpoints
     # --- added by this project ---
+    views: list | None = None  # contrastive: views to train, "audio" first (default: from encoder)
+    pairs: list | None = None  # contrastive: [[view, view], ...] (default: every pair of views)
+    targets: list | None = None  # baseline: views the heads predict (default: from encoder)
     objective: str | None = None  # "baseline" | "contrastive"; default: what the script trains
     save_dir: str = "runs/"  # outputs go to save_dir/experiment_name/
     # genre word2vec matrix; default embedding_matrix_128.npy beside the train file
@@ -85,8 +113,11 @@ class TrainConfig:
     num_workers: int = 4  # DataLoader workers per process
     width: float = 1.0  # conv channel multiplier of the audio CNN
     input_layout: str = "transpose"  # "transpose" (correct) | "reference" (original reshape)
-    crop_frames: int = 256
+    crop_frames: int = CROP_FRAMES
     max_genres: int = 10  # genre tokens per track for the genre encoder
+    max_tags: int = 10  # playlist-tag tokens per track for the tags encoder
+    # tag word2vec matrix; default tag_embedding_matrix_128.npy beside the train file
+    tag_embedding_matrix_file: str | None = None
     bf16: bool = False  # bfloat16 autocast (CUDA; also works on CPU, slowly)
     # channels-last memory format for the CNN: ~1.4x faster training on CPU (bench/README.md)
     channels_last: bool = True
@@ -96,10 +127,14 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def beside_train(self, name: str) -> Path:
+        """A side file of the dataset directory (next to the train split)."""
+        return Path(self.train_dataset_file).with_name(name)
+
     def resolved_embedding_matrix(self) -> Path:
         if self.embedding_matrix_file:
             return Path(self.embedding_matrix_file)
-        return Path(self.train_dataset_file).with_name("embedding_matrix_128.npy")
+        return self.beside_train("embedding_matrix_128.npy")
 
     def resolved_id2tag(self) -> Path | None:
         if self.id2tag_file:
@@ -108,12 +143,15 @@ class TrainConfig:
         return p if p.is_file() else None
 
     @property
-    def uses_cf(self) -> bool:
-        return self.encoder in ("MF", "MF_gnr")
+    def all_views(self) -> list[str]:
+        """Every view whose fields the run reads: encoders' and heads' targets."""
+        return list(dict.fromkeys([*(self.views or []), *(self.targets or [])]))
 
     @property
-    def uses_genres(self) -> bool:
-        return self.encoder in ("gnr", "MF_gnr")
+    def run_name(self) -> str:
+        """objective_encoder for the paper's configs, else objective_view_view..."""
+        views = self.encoder or "_".join(v for v in self.all_views if v != "audio")
+        return f"{self.objective}_{views}"
 
     @property
     def out_dir(self) -> Path:
@@ -132,6 +170,7 @@ def _type_name(tp: Any) -> str:
         float: "a number",
         bool: "true/false",
         dict: "an object",
+        list: "a list",
     }.get(base, str(base))
     return name + (" or null" if type(None) in typing.get_args(tp) else "")
 
@@ -154,6 +193,7 @@ def _check_type(key: str, value: Any) -> Any:
         or (base is float and isinstance(value, (int, float)) and not isinstance(value, bool))
         or (base is str and isinstance(value, str))
         or (base is dict and isinstance(value, dict))
+        or (base is list and isinstance(value, list))
     )
     if not ok:
         raise ConfigError(f"config key '{key}' must be {_type_name(tp)}, got {json.dumps(value)}")
@@ -210,9 +250,8 @@ def build_config(
             raise ConfigError(f"config key '{key}' is required")
     values = {k: _check_type(k, v) for k, v in raw.items()}
 
-    _choice("encoder", values["encoder"], ENCODERS)
     if script is not None:
-        objective, encoders = SCRIPTS[script]
+        objective = SCRIPTS[script][0]
         if values.get("objective") is None:
             values["objective"] = objective
         elif values["objective"] != objective:
@@ -221,21 +260,22 @@ def build_config(
                 f"config key 'objective' is {json.dumps(values['objective'])} but {script} trains "
                 f'"{objective}" (use {" or ".join(other) or "another script"})'
             )
-        if values["encoder"] not in encoders:
-            other = [
-                s for s, (o, e) in SCRIPTS.items() if o == objective and values["encoder"] in e
-            ]
-            raise ConfigError(
-                f"config key 'encoder' is {json.dumps(values['encoder'])} but {script} trains "
-                f"{objective} encoder {' or '.join(map(json.dumps, encoders))}"
-                + (f" (use {other[0]})" if other else "")
-            )
-    cfg = TrainConfig(**values)
-    if cfg.objective is None:
+        if values.get("encoder") is None and not (values.get("views") or values.get("targets")):
+            values["encoder"] = DEFAULT_ENCODER.get(script)
+    if values.get("objective") is None:
         raise ConfigError(
             f"config key 'objective' is required here; valid: {', '.join(map(json.dumps, OBJECTIVES))}"
         )
-    _choice("objective", cfg.objective, OBJECTIVES)
+    _choice("objective", values["objective"], OBJECTIVES)
+    values.update(_resolve_views(values))
+    cfg = TrainConfig(**values)
+    if script is not None and script_for(cfg) != script:
+        key = "encoder" if cfg.encoder else "pairs"
+        shown = cfg.encoder if cfg.encoder else cfg.pairs
+        raise ConfigError(
+            f"config key '{key}' is {json.dumps(shown)} but {script} trains "
+            f"{SCRIPTS[script][1]} (use {script_for(cfg)})"
+        )
     _choice("aggregation", cfg.aggregation, AGGREGATIONS)
     _choice("input_layout", cfg.input_layout, INPUT_LAYOUTS)
     if (
@@ -292,18 +332,76 @@ def build_config(
         }
         if cfg.id2tag_file:
             files["id2tag_file"] = cfg.id2tag_file
-        if cfg.objective == "contrastive" and cfg.uses_genres:
-            # the genre encoder starts from the word2vec matrix; baselines never read it
-            files["embedding_matrix_file"] = str(cfg.resolved_embedding_matrix())
+        from .views import VIEWS  # torch; only once the keys are known to be good
+
+        for view in cfg.views or []:  # encoders' start files (word2vec matrices, ...)
+            files.update(VIEWS[view].encoder_files(cfg))
         for key, p in files.items():
             if not Path(p).is_file():
                 default = (
                     " (the default: next to train_dataset_file)"
-                    if key == "embedding_matrix_file" and not cfg.embedding_matrix_file
+                    if key.endswith("matrix_file") and not getattr(cfg, key, None)
                     else ""
                 )
                 raise ConfigError(f"config key '{key}': file not found: {p}{default}")
     return cfg
+
+
+def _resolve_views(values: dict[str, Any]) -> dict[str, Any]:
+    """`encoder` or `views`/`pairs`/`targets` -> explicit views, pairs and targets."""
+    from .views import VIEWS
+
+    encoder, views, pairs, targets = (values.get(k) for k in ("encoder", "views", "pairs", "targets"))
+    baseline = values["objective"] == "baseline"
+    if encoder is not None:
+        _choice("encoder", encoder, ENCODERS)
+        if views is not None or pairs is not None or targets is not None:
+            raise ConfigError("config key 'encoder' names the views itself: leave out 'views', 'pairs' and 'targets'")
+        if baseline:
+            return {"views": ["audio"], "pairs": [], "targets": list(ENCODER_VIEWS[encoder])}
+        pairs = [list(p) for p in ENCODER_PAIRS[encoder]]
+        return {"views": ["audio", *ENCODER_VIEWS[encoder]], "pairs": pairs, "targets": []}
+    if baseline:
+        if views not in (None, ["audio"]) or pairs:
+            raise ConfigError("a baseline has heads, not pairs: give 'targets' (or 'encoder'), not 'views'/'pairs'")
+        if not targets:
+            raise ConfigError("config key 'encoder' or 'targets' is required; valid encoders: " + ", ".join(map(json.dumps, ENCODERS)))
+        _check_view_list("targets", targets, VIEWS, allow_audio=False)
+        return {"views": ["audio"], "pairs": [], "targets": list(targets)}
+    if targets:
+        raise ConfigError("config key 'targets' is for baselines; a contrastive run takes 'views' and 'pairs'")
+    if not views:
+        raise ConfigError("config key 'encoder' or 'views' is required; valid encoders: " + ", ".join(map(json.dumps, ENCODERS)))
+    _check_view_list("views", views, VIEWS, allow_audio=True)
+    if views[0] != "audio" or len(views) < 2:
+        raise ConfigError(f"config key 'views' must start with \"audio\" and name another view, got {json.dumps(views)}")
+    if pairs is None:
+        pairs = [list(p) for p in itertools.combinations(views, 2)]
+    bad = [p for p in pairs if not (isinstance(p, list) and len(p) == 2 and p[0] != p[1] and set(p) <= set(views))]
+    if not pairs or bad:
+        raise ConfigError(f"config key 'pairs' must be a list of [view, view] pairs of two different 'views' {json.dumps(views)}, got {json.dumps(bad or pairs)}")
+    if len({frozenset(p) for p in pairs}) != len(pairs):
+        raise ConfigError(f"config key 'pairs' names a pair twice: {json.dumps(pairs)}")
+    unpaired = set(views) - {v for p in pairs for v in p}
+    if unpaired:
+        raise ConfigError(f"config key 'views': {json.dumps(sorted(unpaired))} appear in no pair (their encoders would not train)")
+    return {"views": list(views), "pairs": [list(p) for p in pairs], "targets": []}
+
+
+def _check_view_list(key: str, names: list, known: dict, allow_audio: bool) -> None:
+    valid = [v for v in known if allow_audio or v != "audio"]
+    for v in names:
+        if v not in valid:
+            raise ConfigError(f"config key '{key}' names {json.dumps(v)}; valid: {', '.join(map(json.dumps, valid))}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"config key '{key}' names a view twice: {json.dumps(names)}")
+
+
+def script_for(cfg: TrainConfig) -> str:
+    """The training script of a config: baselines, one contrastive pair, several pairs."""
+    if cfg.objective == "baseline":
+        return "baseline_train.py"
+    return "single_train.py" if len(cfg.pairs or []) == 1 else "train.py"
 
 
 def load_config(
@@ -326,3 +424,25 @@ def load_config(
         raise ConfigError(f"config file {path} must hold a JSON object")
     raw.update(overrides or {})
     return build_config(raw, script=script, check_files=check_files)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m musicrep.config script CONFIG`: print the script that trains CONFIG
+    (the Makefile asks this instead of guessing from the file name)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "script":
+        print("usage: python -m musicrep.config script CONFIG.json", file=sys.stderr)
+        return 2
+    try:
+        raw = json.loads(Path(args[1]).read_text())
+        if isinstance(raw, dict) and raw.get("objective") is None:
+            raise ConfigError(f"{args[1]}: config key 'objective' is needed to pick a script")
+        print(script_for(build_config(raw, check_files=False)))
+    except (OSError, ValueError) as e:  # ConfigError is a ValueError
+        print(f"error: {args[1]}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,6 +15,7 @@ Output directory:
     cf_playlists.npy           (P, D) playlist vectors; cf_playlist_ids.npy (P,)
     continuation.json          playlists with known (train/val) and held-out (test) tracks
     track_tags.json            top-50 playlist tags and each track's tags
+    playlist_tags.json         the tags view's: training playlists' tags (tags.py)
     popularity.json            track id -> number of playlists containing it
     skipped.json               every skipped track and playlist with its reason
     manifest.json              source, arguments, counts, version (written last)
@@ -51,6 +52,7 @@ from .melon import (
     read_song_meta,
 )
 from .splits import stratified_split
+from .tags import TAG_MATRIX, TAGS_FILE, write_playlist_tags
 
 N_TOP_TAGS = 50
 SPLITS = ("train", "val", "test")
@@ -59,6 +61,7 @@ OUTPUT_FILES = (
     "cf_playlist_ids.npy", "continuation.json", "track_tags.json", "popularity.json",
     "skipped.json", "embedding_matrix_128.npy", "manifest.json",
 )
+OUTPUT_FILES += (TAGS_FILE, TAG_MATRIX)  # the playlist-tags view's files (tags.py)
 
 
 @dataclass
@@ -266,6 +269,7 @@ def create_dataset(args: DatasetArgs) -> dict:
     write_json(out / "continuation.json", {"playlists": continuation}, indent=None)
     write_json(out / "track_tags.json", tags_json, indent=None)
     write_json(out / "popularity.json", pop_json, indent=None)
+    write_playlist_tags(out, playlists, split_of)  # what the tags view reads
 
     reasons = Counter(s["reason"] for s in skipped)
     write_json(out / "skipped.json", {

@@ -16,10 +16,10 @@ import json
 import zlib
 from pathlib import Path
 
-import h5py
 import numpy as np
 from gensim.models import Word2Vec
 
+from .h5io import read_labels
 from .io import write_npy
 
 
@@ -42,15 +42,24 @@ def train_genre_embeddings(
     Genres that never occur in `labels` keep zero rows. Deterministic for a seed (one
     worker thread and a stable hash).
     """
-    sentences = [s for s in genre_sentences(labels) if s]
+    return train_token_embeddings(genre_sentences(labels), n_genres, dim, seed, epochs, "genre label")
+
+
+def train_token_embeddings(
+    sentences: list[list[str]], n_tokens: int, dim: int = 128, seed: int = 0, epochs: int = 100, what: str = "token"
+) -> np.ndarray:
+    """Word2vec over sentences of vocabulary indices (as words), one per track; returns
+    the (n_tokens + 1, dim) matrix, row 0 zeros (padding), row i + 1 = index i. Used for
+    the genre and the tags view alike."""
+    sentences = [s for s in sentences if s]
     if not sentences:
-        raise ValueError("no training track has a genre label: cannot train genre word2vec")
+        raise ValueError(f"no training track has a {what}: cannot train word2vec")
     window = max(len(s) for s in sentences)
     model = Word2Vec(
         sentences, vector_size=dim, window=window, min_count=1, seed=seed, workers=1,
         epochs=epochs, hashfxn=_stable_hash,
     )
-    matrix = np.zeros((n_genres + 1, dim), dtype=np.float32)
+    matrix = np.zeros((n_tokens + 1, dim), dtype=np.float32)
     for word in model.wv.index_to_key:
         matrix[int(word) + 1] = model.wv[word]
     return matrix
@@ -64,14 +73,14 @@ def train_from_dataset(dataset_dir: Path, dim: int = 128, seed: int = 0, epochs:
         if not f.is_file():
             raise FileNotFoundError(f"{f}: not found (run scripts/create_dataset.py first)")
     n_genres = len(json.loads(genres_file.read_text())["codes"])
-    with h5py.File(train_file, "r") as f:
-        if "dataset/label" not in f:
-            raise KeyError(f"{train_file}: no dataset 'dataset/label'")
-        labels = f["dataset/label"][:]
+    _, labels = read_labels(train_file)
     if labels.max(initial=-1) >= n_genres:
         raise ValueError(f"{train_file}: label index {labels.max()} is outside the "
                          f"{n_genres}-genre vocabulary of {genres_file}")
     matrix = train_genre_embeddings(labels, n_genres, dim, seed, epochs)
     out = dataset_dir / f"embedding_matrix_{dim}.npy"
     write_npy(out, matrix)
+    from .tags import train_tag_embeddings_from_dataset  # the tags view's sibling matrix
+
+    train_tag_embeddings_from_dataset(dataset_dir, dim, seed, epochs)
     return out

@@ -1,4 +1,4 @@
-"""The HDF5 split files: the original's layout, written in batches, atomically.
+"""The HDF5 split files: the one owner of their layout (open, validate, read, write).
 
 One file per split with group `dataset`:
     id       (N, 1)        int32
@@ -7,12 +7,17 @@ One file per split with group `dataset`:
     label    (N, 100)      int16   -- genre vocabulary indices, -1 padded
 Files written by the original create_dataset.py and by this one are interchangeable.
 The file's root attribute `manifest` holds the creation arguments as JSON.
+
+Readers open a split with `open_split` (which checks the group and the fields asked
+for) and never load `data` whole: the full Melon train split is ~130 GB.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -20,6 +25,87 @@ import numpy as np
 
 from .genres import LABEL_WIDTH
 from .melon import N_BANDS
+
+SPLITS = ("train", "val", "test")
+LABEL_BLOCK = 8192  # rows of `label` handled at a time (bounds memory on the full split)
+
+
+def open_split(path: str | os.PathLike, fields: tuple[str, ...] = ("id", "data")) -> tuple[h5py.File, h5py.Group]:
+    """Open a split read-only and check it: group `dataset` with `fields`, `data`
+    (N, frames, 48), and every per-track field with N rows. Returns (file, group); the
+    caller closes the file. Raises ValueError naming the file and what is wrong."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ValueError(f"{path}: not a readable HDF5 file ({e})") from None
+    try:
+        if "dataset" not in f:
+            raise ValueError(f"{path}: no group 'dataset'")
+        g = f["dataset"]
+        for name in fields:
+            if name not in g:
+                raise ValueError(f"{path}: missing field dataset/{name}")
+        if "data" in g and (g["data"].ndim != 3 or g["data"].shape[2] != N_BANDS):
+            raise ValueError(f"{path}: dataset/data must be (N, frames, {N_BANDS}), got {g['data'].shape}")
+        rows = {name: g[name].shape[0] for name in ("id", "data", "label", "cf_data") if name in g}
+        if len(set(rows.values())) > 1:
+            raise ValueError(f"{path}: per-track fields differ in rows: {rows}")
+    except BaseException:
+        f.close()
+        raise
+    return f, g
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    n_tracks: int
+    n_frames: int
+    n_bands: int
+    cf_dim: int | None  # None when the split has no cf_data (test)
+    max_label: int  # largest genre index present, -1 if none
+    dtype: str
+
+
+def read_split_info(path: str | os.PathLike) -> SplitInfo:
+    """Shapes of a training split (needs data and label), from metadata and `label`."""
+    f, g = open_split(path, ("data", "label"))
+    with f:
+        n, frames, bands = g["data"].shape
+        cf_dim = g["cf_data"].shape[1] if "cf_data" in g else None
+        max_label = -1
+        for block in _blocks(g["label"], LABEL_BLOCK):
+            max_label = max(max_label, int(block.max(initial=-1)))
+        return SplitInfo(n, frames, bands, cf_dim, max_label, str(g["data"].dtype))
+
+
+def _blocks(d: h5py.Dataset, rows: int) -> Iterator[np.ndarray]:
+    for start in range(0, d.shape[0], rows):
+        yield d[start : start + rows]
+
+
+def iter_labels(path: str | os.PathLike, rows: int = LABEL_BLOCK) -> Iterator[np.ndarray]:
+    """`label` of a split in blocks of (rows, 100) int16, -1 padded."""
+    f, g = open_split(path, ("label",))
+    with f:
+        yield from _blocks(g["label"], rows)
+
+
+def read_ids(path: str | os.PathLike) -> np.ndarray:
+    """(N,) int64 track ids of a split (its `id`, stored (N, 1) or (N,))."""
+    f, g = open_split(path, ("id",))
+    with f:
+        return np.asarray(g["id"][...]).reshape(-1).astype(np.int64)
+
+
+def read_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (N,) int64, labels (N, W) as stored) of a split."""
+    f, g = open_split(path, ("id", "label"))
+    with f:
+        ids = np.asarray(g["id"][...]).reshape(-1).astype(np.int64)
+        labels = np.asarray(g["label"][...])  # int16 as stored: (N, 100) stays small
+    if labels.ndim != 2 or labels.shape[0] != ids.shape[0]:
+        raise ValueError(f"{path}: dataset/label must be (N, width) with N = {ids.shape[0]}")
+    return ids, labels
 
 
 class SplitWriter:

@@ -4,7 +4,8 @@ trained against.
     AudioEncoder   mel crop (B, 1, 48, 256) -> z (B, 1024), z_d (B, 128)
     CFEncoder      CF vector (B, 301)       -> (B, 128)
     GenreEncoder   genre tokens (B, 10)     -> (B, 128)   (self-attention or mean)
-    MultiModalModel  the container the trainer optimises (and wraps in DDP)
+    MultiModalModel  encoders by view name + heads: the container the trainer
+                     optimises (and wraps in DDP); views.py builds it
 
 The AudioEncoder's parameter names are those of the original code, so the authors'
 published `audio_encoder.pt` files (plain state dicts) load with `strict=True`;
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-N_MELS = 48
-CROP_FRAMES = 256
+from .config import INPUT_LAYOUTS
+
 EMBED_DIM = 128
-INPUT_LAYOUTS = ("transpose", "reference")
 
 # (out_channels, max-pool kernel) of the seven conv blocks, at width 1.0.
 # Pools shrink (48, 256) -> (24,128) -> (12,64) -> (6,32) -> (3,16) -> (3,8) -> (3,4) -> (1,2).
@@ -225,62 +226,50 @@ class GenreEncoder(nn.Module):
 
 
 class MultiModalModel(nn.Module):
-    """Everything one training configuration optimises, in one module (so one
-    optimizer, one DDP wrapper, one state dict per part in checkpoints).
+    """Everything one training configuration optimises, in one module (one optimizer,
+    one DDP wrapper, one state dict per part in checkpoints).
 
-    Parts that a configuration does not use are None and not built at all.
+    encoders  view name -> encoder ("audio" first); `embed[view](encoder, batch)` runs it
+    heads     target view name -> head on the audio embedding (baselines)
+
+    forward(batch) -> {view: (B, 128) embedding} plus {f"{target}_head": (B, dim)}.
+    Parts (checkpoint names): the view names and "<target>_head".
     """
 
     def __init__(
         self,
-        audio: AudioEncoder,
-        cf: CFEncoder | None = None,
-        genre: GenreEncoder | None = None,
-        cf_head: nn.Module | None = None,
-        genre_head: nn.Module | None = None,
+        encoders: dict[str, nn.Module],
+        heads: dict[str, nn.Module],
+        embed: dict[str, Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]],
     ):
         super().__init__()
-        self.audio = audio
-        self.cf = cf
-        self.genre = genre
-        self.cf_head = cf_head  # baseline: 128 -> cf_dim, MSE
-        self.genre_head = genre_head  # baseline: 128 -> n_genres logits, BCE
-        self.channels_last = False  # feed the CNN channels-last (set with .to(memory_format=...))
+        self.encoders = nn.ModuleDict(encoders)
+        self.heads = nn.ModuleDict(heads)
+        self.embed = embed  # how each view feeds its encoder from the batch
 
-    def forward(
-        self,
-        audio: torch.Tensor,
-        cf: torch.Tensor | None = None,
-        tokens: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        # audio: (B, 256, 48) crops as stored; cf: (B, cf_dim); tokens: (B, 10)
-        x = self.audio.to_input(audio)  # (B, 1, 48, 256)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        _, z_d = self.audio(x)  # (B, 128)
-        out = {"audio": z_d}
-        if self.cf is not None:
-            out["cf"] = self.cf(cf)  # (B, 128)
-        if self.genre is not None:
-            out["genre"] = self.genre(tokens)  # (B, 128)
-        if self.cf_head is not None:
-            out["cf_pred"] = self.cf_head(z_d)  # (B, cf_dim)
-        if self.genre_head is not None:
-            out["genre_logits"] = self.genre_head(z_d)  # (B, n_genres)
+    @property
+    def audio(self) -> AudioEncoder:
+        return self.encoders["audio"]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {v: self.embed[v](enc, batch) for v, enc in self.encoders.items()}  # (B, 128) each
+        for target, head in self.heads.items():
+            out[f"{target}_head"] = head(out["audio"])  # (B, target dim)
         return out
 
+    def parts(self) -> dict[str, nn.Module]:
+        return {**self.encoders, **{f"{t}_head": h for t, h in self.heads.items()}}
+
     def part_state_dicts(self) -> dict[str, dict[str, torch.Tensor]]:
-        """{"audio": ..., "cf": ...}: one plain state dict per built part."""
-        return {name: child.state_dict() for name, child in self.named_children()}
+        """{"audio": ..., "cf": ..., "cf_head": ...}: one plain state dict per part."""
+        return {name: part.state_dict() for name, part in self.parts().items()}
 
     def load_part_state_dicts(self, parts: dict[str, dict[str, torch.Tensor]]) -> None:
-        children = dict(self.named_children())
-        if set(parts) != set(children):
-            raise ValueError(
-                f"checkpoint holds parts {sorted(parts)}, model has {sorted(children)}"
-            )
+        own = self.parts()
+        if set(parts) != set(own):
+            raise ValueError(f"checkpoint holds parts {sorted(parts)}, model has {sorted(own)}")
         for name, sd in parts.items():
-            children[name].load_state_dict(sd, strict=True)
+            own[name].load_state_dict(sd, strict=True)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,4 +1,4 @@
-"""One Trainer for all six configurations; the objective is the pluggable part.
+"""One Trainer for every configuration; the views and the objective are the pluggable parts.
 
     trainer = Trainer(cfg)          # cfg: a validated TrainConfig
     result = trainer.fit()          # trains, resumes, or says it is already done
@@ -30,9 +30,7 @@ one process with batch_size would (BatchNorm statistics stay per process).
 from __future__ import annotations
 
 import contextlib
-import csv
 import itertools
-import json
 import math
 import os
 import time
@@ -41,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -50,29 +47,13 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from .checkpoint import (
-    FORMAT,
-    export_audio_encoder,
-    load_checkpoint,
-    rng_state,
-    save_atomic,
-    set_rng_state,
-)
+from .checkpoint import check_resumable, load_checkpoint, restore, rng_state, save_atomic, training_state
 from .config import ConfigError, TrainConfig, resolve_device
-from .data import TrackDataset, read_n_genres, read_split_info
-from .models import AudioEncoder, CFEncoder, GenreEncoder, MultiModalModel
+from .data import TrackDataset
+from .h5io import read_split_info
 from .objectives import Objective, make_objective
-
-# Keys that change the model's structure or meaning: a resume must not mix them.
-RESUME_KEYS = (
-    "encoder",
-    "objective",
-    "aggregation",
-    "num_heads",
-    "width",
-    "input_layout",
-    "max_genres",
-)
+from .runlog import RunLog, provenance
+from .views import View, build_model, make_views, model_args
 
 
 class TrainingError(RuntimeError):
@@ -120,39 +101,6 @@ class FitResult:
     last_metrics: dict[str, float]
 
 
-def _zero_linear(d_in: int, d_out: int) -> nn.Linear:
-    """A regression head that starts at zero output.
-
-    CF targets are small (BPR factors, std ~0.1) while a default-initialised head on the
-    layer-normed 128-d embedding outputs std ~0.6; starting from zero spares the first
-    few hundred steps that would otherwise only shrink the head.
-    """
-    head = nn.Linear(d_in, d_out)
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
-    return head
-
-
-def build_model(
-    cfg: TrainConfig,
-    objective: Objective,
-    cf_dim: int | None,
-    n_genres: int,
-    embedding_matrix: np.ndarray | None,
-) -> MultiModalModel:
-    """The audio encoder plus whatever the objective needs."""
-    parts: dict[str, nn.Module] = {}
-    if "cf" in objective.parts:
-        parts["cf"] = CFEncoder(cf_dim)
-    if "genre" in objective.parts:
-        parts["genre"] = GenreEncoder(embedding_matrix, cfg.aggregation, cfg.num_heads)
-    if "cf_head" in objective.parts:
-        parts["cf_head"] = _zero_linear(128, cf_dim)
-    if "genre_head" in objective.parts:
-        parts["genre_head"] = nn.Linear(128, n_genres)
-    return MultiModalModel(AudioEncoder(cfg.width, cfg.input_layout), **parts)
-
-
 class Trainer:
     def __init__(
         self,
@@ -175,7 +123,7 @@ class Trainer:
             dev = f"cuda:{self.dist.local_rank}"
         self.device = torch.device(dev)
         self.objective = make_objective(cfg, distributed=self.dist.enabled)
-        self.writer = None  # TensorBoard, main process only, open during fit()
+        self.runlog = RunLog(self.out_dir)  # config.json, metrics, TensorBoard (main process)
         self._setup_done = False
 
     def log(self, msg: str) -> None:
@@ -189,48 +137,21 @@ class Trainer:
         if self._setup_done:
             return
         cfg, obj = self.cfg, self.objective
-        train_info = read_split_info(cfg.train_dataset_file)
         try:
-            n_genres_vocab = read_n_genres(
-                cfg.resolved_id2tag(),
-                cfg.resolved_embedding_matrix() if cfg.uses_genres else None,
-            )
+            self.views: dict[str, View] = make_views(cfg, read_split_info(cfg.train_dataset_file))
         except (OSError, ValueError) as e:
-            raise ConfigError(
-                f"config key 'id2tag_file': cannot read the genre vocabulary: {e}"
-            ) from None
-        self.n_genres = n_genres_vocab if n_genres_vocab is not None else train_info.max_label + 1
-        self.embedding_matrix = None
-        if "genre" in obj.parts:
-            self.embedding_matrix = np.load(cfg.resolved_embedding_matrix())
-            if self.embedding_matrix.shape[0] != self.n_genres + 1:
-                raise ConfigError(
-                    f"config key 'embedding_matrix_file': {cfg.resolved_embedding_matrix()} has "
-                    f"{self.embedding_matrix.shape[0]} rows, expected n_genres + 1 = {self.n_genres + 1}"
-                )
-        self.cf_dim = train_info.cf_dim
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"config key 'train_dataset_file': {e}") from None
 
         def dataset(path: str, train: bool, key: str) -> TrackDataset:
             try:
-                return TrackDataset(
-                    path,
-                    crop_frames=cfg.crop_frames,
-                    train=train,
-                    seed=cfg.seed,
-                    n_genres=self.n_genres,
-                    max_genres=cfg.max_genres,
-                    with_cf=obj.needs_cf,
-                    with_genres=obj.needs_genres,
-                )
+                return TrackDataset(path, self.views, obj.fields, train=train)
             except (OSError, ValueError) as e:
                 raise ConfigError(f"config key '{key}': {e}") from None
 
         self.train_set = dataset(cfg.train_dataset_file, True, "train_dataset_file")
         self.val_set = dataset(cfg.validation_dataset_file, False, "validation_dataset_file")
-        if obj.needs_cf and self.val_set.info.cf_dim != self.cf_dim:
-            raise ConfigError(
-                "config key 'validation_dataset_file': its cf_data width differs from the train file's"
-            )
         self.steps_per_epoch = (len(self.train_set) // self.dist.world_size) // self.local_batch
         if self.steps_per_epoch == 0:
             raise ConfigError(
@@ -241,12 +162,7 @@ class Trainer:
 
         # Same seed -> same initial weights on every rank (DDP also broadcasts rank 0's).
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg, obj, self.cf_dim, self.n_genres, self.embedding_matrix).to(
-            self.device
-        )
-        if cfg.channels_last:
-            self.model.audio.to(memory_format=torch.channels_last)
-            self.model.channels_last = True
+        self.model = build_model(self.views, cfg.views, cfg.targets).to(self.device)
         # The training stream (dropout) gets its own seed per rank.
         torch.manual_seed(cfg.seed + 1 + self.dist.rank)
         self.ddp_model: nn.Module = self.model
@@ -314,8 +230,7 @@ class Trainer:
     ) -> dict[str, torch.Tensor]:
         model = model or self.ddp_model
         with self._autocast():
-            out = model(batch["audio"], batch.get("cf"), batch.get("tokens"))
-            return self.objective(out, batch)
+            return self.objective(model(batch), batch)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One optimizer step on a batch from the loader; returns detached loss terms."""
@@ -384,9 +299,7 @@ class Trainer:
                         "try a lower learning_rate or a higher contrastive_temperature"
                     )
                 bar.set_postfix(loss=f"{running['loss']:.4f}")
-                if self.writer is not None:
-                    for k, v in terms.items():
-                        self.writer.add_scalar(f"train_step/{k}", float(v), self.global_step)
+                self.runlog.step_scalars(terms, self.global_step)
             bar.update(1)
         seconds = time.perf_counter() - t0
         bar.close()
@@ -395,104 +308,37 @@ class Trainer:
     # ---------------------------------------------------------------- state --------
     def _state(self, epoch: int, val_loss: float) -> dict[str, Any]:
         states = [rng_state()]
-        if self.dist.enabled:
+        if self.dist.enabled:  # collective: every rank's RNG goes into rank 0's file
             states = [None] * self.dist.world_size
             dist.all_gather_object(states, rng_state())
-        return {
-            "format": FORMAT,
-            "epoch": epoch,
-            "global_step": self.global_step,
-            "models": self.model.part_state_dicts(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": {
-                "torch": [s["torch"] for s in states],
-                "cuda": [s["cuda"] for s in states] if states[0]["cuda"] is not None else None,
-            },
-            "config": self.cfg.to_dict(),
-            "model_args": {
-                "width": self.cfg.width,
-                "input_layout": self.cfg.input_layout,
-                "cf_dim": self.cf_dim,
-                "n_genres": self.n_genres,
-            },
-            "best_val": self.best_val,
-            "val_loss": val_loss,
-        }
-
-    def _restore(self, ckpt: dict[str, Any]) -> None:
-        self.model.load_part_state_dicts(ckpt["models"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.global_step = int(ckpt["global_step"])
-        self.best_val = float(ckpt["best_val"])
-        rng = ckpt["rng"]
-        if len(rng["torch"]) == self.dist.world_size:
-            cuda = rng["cuda"][self.dist.rank] if rng.get("cuda") else None
-            set_rng_state({"torch": rng["torch"][self.dist.rank], "cuda": cuda})
-        else:  # resumed with another number of processes: reseed, deterministically
-            torch.manual_seed(self.cfg.seed + 1 + self.dist.rank + 7919 * int(ckpt["epoch"]))
-
-    def _check_resumable(self, ckpt: dict[str, Any], path: Path) -> None:
-        saved = ckpt.get("config", {})
-        for key in RESUME_KEYS:
-            if key in saved and saved[key] != getattr(self.cfg, key):
-                raise ConfigError(
-                    f"config key '{key}' is {json.dumps(getattr(self.cfg, key))} but {path} was trained "
-                    f"with {json.dumps(saved[key])}; use another experiment_name or remove {path.parent}"
-                )
-
-    def _write_config_json(self) -> None:
-        info = self.cfg.to_dict()
-        info.update(
-            device_resolved=str(self.device),
-            world_size=self.dist.world_size,
-            cf_dim=getattr(self, "cf_dim", None),
-            n_genres=getattr(self, "n_genres", None),
+        return training_state(
+            self.model, self.optimizer, self.cfg, epoch=epoch, global_step=self.global_step,
+            best_val=self.best_val, val_loss=val_loss, rng_states=states,
+            model_args=model_args(self.views),
         )
-        tmp = self.out_dir / ".config.json.tmp"
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-        os.replace(tmp, self.out_dir / "config.json")
 
-    def _export(self, final_audio: dict[str, torch.Tensor]) -> None:
-        export_audio_encoder(final_audio, self.out_dir / "audio_encoder.pt")
-        best = self.out_dir / "best.pt"
-        if best.is_file():
-            export_audio_encoder(
-                load_checkpoint(best)["models"]["audio"], self.out_dir / "audio_encoder_best.pt"
-            )
-        self._write_config_json()
-
-    # ---------------------------------------------------------------- metrics ------
-    def _metrics_rows_upto(self, epoch: int) -> None:
-        """Drop metrics rows after `epoch` (left by an interrupted run) before resuming."""
-        path = self.out_dir / "metrics.csv"
-        if not path.is_file():
-            return
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            return
-        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= epoch]
-        with open(path, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-
-    def _append_metrics(self, row: dict[str, float]) -> None:
-        path = self.out_dir / "metrics.csv"
-        new = not path.is_file() or path.stat().st_size == 0
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+    def _run_info(self) -> dict[str, Any]:
+        """config.json: the config, the data shapes, the provenance."""
+        info = self.cfg.to_dict()
+        info.update(device_resolved=str(self.device), world_size=self.dist.world_size)
+        info.update(model_args(self.views))
+        info["provenance"] = provenance(
+            self.cfg.train_dataset_file, len(self.train_set), len(self.val_set), self.cfg.epochs, self.cfg.width
+        )
+        return info
 
     # ---------------------------------------------------------------- fit ----------
     def fit(self) -> FitResult:
         cfg, out = self.cfg, self.out_dir
         last_path = out / "last.pt"
-        ckpt = load_checkpoint(last_path) if last_path.is_file() else None
-        if ckpt is not None:
-            self._check_resumable(ckpt, last_path)
+        ckpt = None
+        if last_path.is_file():
+            try:
+                ckpt = load_checkpoint(last_path)
+            except ValueError as e:
+                raise ConfigError(f"{e}; use another experiment_name or remove {out}") from None
+            check_resumable(ckpt, cfg, last_path)
         done = int(ckpt["epoch"]) if ckpt else 0
-
         if done >= cfg.epochs and (out / "audio_encoder.pt").is_file():
             self.log(
                 f"{cfg.experiment_name}: already complete ({done}/{cfg.epochs} epochs) in {out}; "
@@ -500,32 +346,29 @@ class Trainer:
             )
             return FitResult(out, done, True, float(ckpt["best_val"]), {})
 
+        # Setup: data, model, optimizer, then the resume point and the run log.
         self.setup()
+        runlog = self.runlog = RunLog(out)
         if self.dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            self._write_config_json()
+            runlog.write_config(self._run_info())
         if ckpt is not None:
-            self._restore(ckpt)
-            self.log(
-                f"{cfg.experiment_name}: resuming from {last_path} (epoch {done}/{cfg.epochs})"
+            self.global_step, self.best_val = restore(
+                ckpt, self.model, self.optimizer, cfg, self.dist.rank, self.dist.world_size, last_path
             )
+            self.log(f"{cfg.experiment_name}: resuming from {last_path} (epoch {done}/{cfg.epochs})")
             if self.dist.is_main:
-                self._metrics_rows_upto(done)
+                runlog.keep_metrics_upto(done)
         del ckpt
-
-        self.writer = None
         if self.dist.is_main and done < cfg.epochs:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(
-                str(out / "tb"), purge_step=self.global_step if done else None
-            )
-
+            runlog.tb_open(self.global_step if done else None)
         self.log(
             f"{cfg.experiment_name}: {self.objective.name}, {len(self.train_set)} train / {len(self.val_set)} val "
             f"tracks, {self.steps_per_epoch} steps x {cfg.batch_size} per epoch, device {self.device}"
             + (f", {self.dist.world_size} processes" if self.dist.enabled else "")
         )
+
+        # Epoch loop: train, validate, log, save.
         metrics: dict[str, float] = {}
         try:
             for epoch in range(done + 1, cfg.epochs + 1):
@@ -535,23 +378,13 @@ class Trainer:
                 metrics = {"epoch": epoch}
                 metrics.update({f"train_{k}": v for k, v in train_terms.items()})
                 metrics.update({f"val_{k}": v for k, v in val_terms.items()})
-                metrics.update(
-                    time_s=round(seconds, 3), samples_per_s=round(samples / max(seconds, 1e-9), 2)
-                )
+                metrics.update(time_s=round(seconds, 3), samples_per_s=round(samples / max(seconds, 1e-9), 2))
                 improved = val_terms["loss"] < self.best_val
                 if improved:
                     self.best_val = val_terms["loss"]
                 state = self._state(epoch, val_terms["loss"])  # collective under DDP
                 if self.dist.is_main:
-                    self._append_metrics(metrics)
-                    for k, v in train_terms.items():
-                        self.writer.add_scalar(f"train/{k}", v, self.global_step)
-                    for k, v in val_terms.items():
-                        self.writer.add_scalar(f"val/{k}", v, self.global_step)
-                    self.writer.add_scalar(
-                        "samples_per_s", metrics["samples_per_s"], self.global_step
-                    )
-                    self.writer.flush()
+                    runlog.epoch(metrics, train_terms, val_terms, self.global_step)
                     if epoch % cfg.save_model_every == 0 or epoch == cfg.epochs:
                         save_atomic(state, out / f"epoch_{epoch:04d}.pt")
                     if improved:
@@ -568,14 +401,14 @@ class Trainer:
             self.log(f"\ninterrupted; rerun the same command to resume from {last_path}")
             raise
         finally:
-            if self.writer is not None:
-                self.writer.close()
+            runlog.close()
 
+        # Export: the final audio encoder in the original format.
         self._sync_buffers()
         if self.dist.enabled:
             self._check_ranks_agree()
         if self.dist.is_main:
-            self._export(self.model.audio.state_dict())
+            runlog.export(self.model.audio.state_dict(), self._run_info())
             self.log(f"{cfg.experiment_name}: done; audio encoder in {out / 'audio_encoder.pt'}")
         if self.dist.enabled:
             dist.barrier()
