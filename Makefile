@@ -38,7 +38,6 @@ DEMO_WIDTH ?= 0.25
 DEMO_BATCH ?= 16
 DEMO_SET := epochs=$(DEMO_EPOCHS) width=$(DEMO_WIDTH) batch_size=$(DEMO_BATCH)
 CONFIGS := baseline_MF baseline_gnr baseline_MF_gnr contrastive_MF contrastive_gnr contrastive_MF_gnr
-script_of = $(if $(filter baseline_%,$(1)),baseline_train.py,$(if $(filter contrastive_MF_gnr,$(1)),train.py,single_train.py))
 
 demo: $(DEMO_REPORT)/results.json
 	@cat $(DEMO_REPORT)/results.md
@@ -54,7 +53,7 @@ $(DEMO_DATA)/dataset/embedding_matrix_128.npy: $(DEMO_DATA)/dataset/manifest.jso
 
 $(DEMO_RUNS)/%/audio_encoder.pt: $(DEMO_DATA)/dataset/embedding_matrix_128.npy
 	@echo "== $*: $(DEMO_EPOCHS) epochs at width $(DEMO_WIDTH) (the paper: 400 epochs at width 1.0; reduced so the demo runs on a CPU)"
-	$(PY) $(call script_of,$*) configs/$*.json --set $(DEMO_SET)
+	script=$$($(PY) -m musicrep.config script configs/$*.json) && $(PY) $$script configs/$*.json --set $(DEMO_SET)
 
 $(DEMO_REPORT)/results.json: $(foreach c,$(CONFIGS),$(DEMO_RUNS)/$(c)/audio_encoder.pt)
 	$(PY) evaluate.py --dataset $(DEMO_DATA)/dataset --models $^ --out $(DEMO_REPORT) --seed 0

@@ -27,8 +27,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import h5py
 import numpy as np
+
+from musicrep.genres import LABEL_WIDTH
+from musicrep.h5io import SplitWriter
+from musicrep.melon import N_BANDS
 
 N_GENRES = 30
 CF_DIM = 301
@@ -37,23 +40,20 @@ CF_DIM = 301
 def write_split(path: Path, n: int, frames: int, seed: int, cf: bool = True) -> None:
     """A split in create_dataset's layout, written in blocks (never all in RAM)."""
     rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as f:
-        g = f.create_group("dataset")
-        g["id"] = np.arange(n, dtype=np.int32)[:, None]
-        data = g.create_dataset("data", (n, frames, 48), dtype=np.float16)
-        label = g.create_dataset("label", (n, 100), dtype=np.int16)
-        cf_data = g.create_dataset("cf_data", (n, CF_DIM), dtype=np.float32) if cf else None
-        for s in range(0, n, 1000):
-            m = min(1000, n - s)
-            data[s : s + m] = rng.normal(-30, 10, size=(m, frames, 48)).astype(np.float16)
-            lab = np.full((m, 100), -1, dtype=np.int16)
-            k = rng.integers(1, 4, size=m)
-            picks = np.argsort(rng.random((m, N_GENRES)), axis=1)[:, :3]
-            cols = np.arange(3)[None, :] < k[:, None]
-            lab[:, :3] = np.where(cols, picks, -1)
-            label[s : s + m] = lab
-            if cf_data is not None:
-                cf_data[s : s + m] = rng.normal(size=(m, CF_DIM)).astype(np.float32)
+    writer = SplitWriter(path, n, frames, CF_DIM if cf else None, "float16")
+    for s in range(0, n, 1000):
+        m = min(1000, n - s)
+        lab = np.full((m, LABEL_WIDTH), -1, dtype=np.int16)
+        k = rng.integers(1, 4, size=m)
+        picks = np.argsort(rng.random((m, N_GENRES)), axis=1)[:, :3]
+        lab[:, :3] = np.where(np.arange(3)[None, :] < k[:, None], picks, -1)
+        writer.append(
+            np.arange(s, s + m),
+            rng.normal(-30, 10, size=(m, frames, N_BANDS)).astype(np.float16),
+            lab,
+            rng.normal(size=(m, CF_DIM)).astype(np.float32) if cf else None,
+        )
+    writer.close()
 
 
 def write_dataset(out: Path, n_train: int, frames: int) -> Path:
@@ -112,10 +112,18 @@ def rss_probe(train_file: str, batch_size: int, workers: int) -> None:
     import torch
     from torch.utils.data import DataLoader
 
+    from musicrep.config import build_config
     from musicrep.data import TrackDataset
+    from musicrep.h5io import read_split_info
+    from musicrep.views import make_views
 
     before = _status_mb("self", "VmRSS")
-    ds = TrackDataset(train_file, n_genres=N_GENRES)
+    cfg = build_config(
+        {"experiment_name": "rss", "train_dataset_file": train_file, "validation_dataset_file": train_file,
+         "objective": "contrastive", "encoder": "MF_gnr"},
+    )
+    views = make_views(cfg, read_split_info(train_file))
+    ds = TrackDataset(train_file, views, ("audio", "cf", "genre_tokens", "genre_targets"))
     after_init = _status_mb("self", "VmRSS")
     peak_total = 0.0
     t0 = time.perf_counter()

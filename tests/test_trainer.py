@@ -15,9 +15,11 @@ from torch.utils.data import DataLoader
 
 from musicrep.checkpoint import load_checkpoint
 from musicrep.cli import main
-from musicrep.config import PAPER_CONFIGS
-from musicrep.data import TrackDataset, genre_tokens
+from musicrep.config import PAPER_CONFIGS, build_config
+from musicrep.data import TrackDataset
+from musicrep.h5io import read_split_info
 from musicrep.models import AudioEncoder, load_audio_encoder
+from musicrep.views import genre_tokens, make_views
 
 from .synth import write_synthetic_dataset
 
@@ -86,7 +88,7 @@ def test_each_config_trains_and_exports(name, dataset, tmp_path, capsys):
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 2 and ckpt["optimizer"]["state"]
     parts = {"audio"} | {"MF": {"cf"}, "gnr": {"genre"}, "MF_gnr": {"cf", "genre"}}[
-        ckpt["config"]["encoder"]
+        name.split("_", 1)[1]
     ]
     if name.startswith("baseline"):
         parts = {"audio"} | {p + "_head" for p in parts - {"audio"}}
@@ -156,19 +158,28 @@ def test_dataset_crops_tokens_and_float16(tmp_path):
         del f["dataset/data"]
         f["dataset/data"] = data.astype(np.float16)
         label = f["dataset/label"][:]
-    ds = TrackDataset(ds_dir / "train.h5", n_genres=6, seed=3)
+    cfg = build_config(
+        {"experiment_name": "x", "train_dataset_file": str(ds_dir / "train.h5"),
+         "validation_dataset_file": str(ds_dir / "val.h5"), "objective": "baseline",
+         "encoder": "MF_gnr", "seed": 3},
+        check_files=False,
+    )
+    views = make_views(cfg, read_split_info(ds_dir / "train.h5"))
+    ds = TrackDataset(ds_dir / "train.h5", views, ("audio", "genre_tokens", "genre_targets"))
+    assert set(ds[0]) == {"audio", "genre_tokens", "genre_targets", "index"}  # no cf: not asked
     item = ds[5]
     assert item["audio"].dtype == torch.float32 and item["audio"].shape == (256, 48)
-    s = int(ds.starts[5])
+    crops = ds.readers[0]  # the audio view's reader
+    s = int(crops.starts[5])
     assert torch.allclose(
         item["audio"], torch.from_numpy(data[5, s : s + 256].astype(np.float16).astype(np.float32))
     )
     real = label[5][label[5] >= 0]
     assert (
-        item["tokens"][: len(real)].tolist() == (real + 1).tolist()
-        and item["tokens"][len(real) :].eq(0).all()
+        item["genre_tokens"][: len(real)].tolist() == (real + 1).tolist()
+        and item["genre_tokens"][len(real) :].eq(0).all()
     )
-    assert item["genres"].nonzero().flatten().tolist() == sorted(real.tolist())
+    assert item["genre_targets"].nonzero().flatten().tolist() == sorted(real.tolist())
 
     # crops: fixed by (seed, epoch), change across epochs, same with worker processes
     def batches(workers: int) -> list[torch.Tensor]:
@@ -177,12 +188,12 @@ def test_dataset_crops_tokens_and_float16(tmp_path):
 
     single, multi = batches(0), batches(2)
     assert all(torch.equal(x, y) for x, y in zip(single, multi))
-    starts2 = ds.starts.copy()
+    starts2 = crops.starts.copy()
     ds.set_epoch(3)
-    assert not np.array_equal(starts2, ds.starts)
+    assert not np.array_equal(starts2, crops.starts)
 
-    val = TrackDataset(ds_dir / "val.h5", train=False, n_genres=6, with_cf=False)
-    assert (val.starts == (280 - 256) // 2).all() and "cf" not in val[0]
+    val = TrackDataset(ds_dir / "val.h5", views, ("audio",), train=False)
+    assert (val.readers[0].starts == (280 - 256) // 2).all() and set(val[0]) == {"audio", "index"}
 
 
 def test_genre_tokens_vectorised():

@@ -73,7 +73,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """A training checkpoint; ValueError (one line) for anything else."""
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # pickle/zip errors say little about what was wrong
+    except Exception as e:  # noqa: BLE001 -- pickle/zip errors say little about what was wrong
         raise ValueError(f"{path}: not a readable torch file ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: not a musicrep training checkpoint (format {FORMAT!r})")

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .audio import AUDIO_EXTENSIONS, N_MELS, AudioError, file_mel, mel_to_frames
+from .h5io import open_split, read_ids
 
 __all__ = [
     "CHUNK_FRAMES",
@@ -178,34 +179,12 @@ def embed_stream(
 
 
 def _open_split(path: Path) -> tuple[h5py.File, h5py.Group]:
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise ValueError(f"{path}: not a readable HDF5 file ({e})") from None
-    if "dataset" not in f:
-        f.close()
-        raise ValueError(f"{path}: no group 'dataset'")
-    g = f["dataset"]
-    for name in ("id", "data"):
-        if name not in g:
-            f.close()
-            raise ValueError(f"{path}: missing field dataset/{name}")
-    if g["data"].ndim != 3 or g["data"].shape[2] != N_MELS:
-        shape = g["data"].shape
-        f.close()
-        raise ValueError(f"{path}: dataset/data must be (N, frames, {N_MELS}), got {shape}")
-    if g["id"].shape[0] != g["data"].shape[0]:
-        n_id, n_data = g["id"].shape[0], g["data"].shape[0]
-        f.close()
-        raise ValueError(f"{path}: dataset/id has {n_id} rows but dataset/data has {n_data}")
-    return f, g
+    return open_split(path, ("id", "data"))  # the layout's one owner checks it
 
 
 def read_split_ids(path: str | os.PathLike) -> np.ndarray:
     """(N,) int64 track ids of a split file (its ``dataset/id``, (N, 1) or (N,))."""
-    f, g = _open_split(Path(path))
-    with f:
-        return np.asarray(g["id"][...]).reshape(-1).astype(np.int64)
+    return read_ids(path)
 
 
 def embed_hdf5(

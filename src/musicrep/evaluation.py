@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
 from .embed import DEFAULT_LAYER, embed_hdf5, resolve_checkpoint
+from .h5io import read_labels
 from .metrics import hit_matrix, macro_roc_pr_auc, ranking_metrics, top_k
 
 __all__ = [
@@ -98,19 +98,7 @@ def _read_json(path: Path, required_keys: Sequence[str] = ()) -> Any:
 
 def _read_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(ids (N,) int64, labels (N, W) int) of a split file."""
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise ValueError(f"{path}: not a readable HDF5 file ({e})") from None
-    with f:
-        for name in ("id", "label"):
-            if f"dataset/{name}" not in f:
-                raise ValueError(f"{path}: missing field dataset/{name}")
-        ids = np.asarray(f["dataset/id"][...]).reshape(-1).astype(np.int64)
-        labels = np.asarray(f["dataset/label"][...])  # int16 as stored: (N, 100) stays small
-    if labels.ndim != 2 or labels.shape[0] != ids.shape[0]:
-        raise ValueError(f"{path}: dataset/label must be (N, width) with N = {ids.shape[0]}")
-    return ids, labels
+    return read_labels(path)  # the layout's one owner reads and checks it
 
 
 @dataclass

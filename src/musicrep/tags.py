@@ -59,7 +59,7 @@ def read_playlist_tags(path: Path) -> tuple[list[str], dict[int, list[int]]]:
     """(vocabulary, {track id: [tag index, ...]}) of a playlist_tags.json."""
     obj = json.loads(Path(path).read_text())
     if not isinstance(obj, dict) or not isinstance(obj.get("tags"), list) or not isinstance(obj.get("tracks"), dict):
-        raise ValueError(f"{path}: expected an object with 'tags' (list) and 'tracks' (object)")
+        raise ValueError(f"{path}: expected an object with 'tags' (list) and 'tracks' (object)")  # noqa: TRY004
     vocab = obj["tags"]
     if not vocab:
         raise ValueError(f"{path}: the tag vocabulary is empty (no training playlist has tags)")

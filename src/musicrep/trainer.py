@@ -47,11 +47,18 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from .checkpoint import check_resumable, load_checkpoint, restore, rng_state, save_atomic, training_state
+from .checkpoint import (
+    check_resumable,
+    load_checkpoint,
+    restore,
+    rng_state,
+    save_atomic,
+    training_state,
+)
 from .config import ConfigError, TrainConfig, resolve_device
 from .data import TrackDataset
 from .h5io import read_split_info
-from .objectives import Objective, make_objective
+from .objectives import make_objective
 from .runlog import RunLog, provenance
 from .views import View, build_model, make_views, model_args
 
