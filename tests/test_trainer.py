@@ -112,20 +112,20 @@ def test_each_config_trains_and_exports(name, dataset, tmp_path, capsys):
     assert (out / "last.pt").stat().st_mtime_ns == mtime
 
 
-def _final_state(out: Path) -> dict:
-    return load_checkpoint(out / "last.pt")
+def train_straight_and_resumed(ds: Path, tmp_path: Path, name: str, script: str, steps: int) -> tuple[dict, dict]:
+    """configs/<name>.json for 2 epochs straight, and for 1 epoch then resumed to 2;
+    returns both final last.pt checkpoints."""
+    cfg = str(ROOT / "configs" / f"{name}.json")
+    straight, resumed = tmp_path / "a", tmp_path / "b"
+    assert main(script, [cfg] + tiny(ds, straight, epochs=2, max_steps_per_epoch=steps)) == 0
+    assert main(script, [cfg] + tiny(ds, resumed, epochs=1, max_steps_per_epoch=steps)) == 0
+    assert main(script, [cfg] + tiny(ds, resumed, epochs=2, max_steps_per_epoch=steps)) == 0
+    return tuple(load_checkpoint(d / name / "last.pt") for d in (straight, resumed))
 
 
 def test_resume_gives_identical_weights(dataset, tmp_path):
-    cfg = str(ROOT / "configs" / "contrastive_MF_gnr.json")
     straight, resumed = tmp_path / "a", tmp_path / "b"
-    assert main("train.py", [cfg] + tiny(dataset, straight, epochs=2, max_steps_per_epoch=3)) == 0
-    assert main("train.py", [cfg] + tiny(dataset, resumed, epochs=1, max_steps_per_epoch=3)) == 0
-    assert main("train.py", [cfg] + tiny(dataset, resumed, epochs=2, max_steps_per_epoch=3)) == 0
-    a, b = (
-        _final_state(straight / "contrastive_MF_gnr"),
-        _final_state(resumed / "contrastive_MF_gnr"),
-    )
+    a, b = train_straight_and_resumed(dataset, tmp_path, "contrastive_MF_gnr", "train.py", 3)
     assert a["epoch"] == b["epoch"] == 2
     for part in a["models"]:
         for k, v in a["models"][part].items():

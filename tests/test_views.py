@@ -19,7 +19,7 @@ from musicrep.melon import Playlist
 from musicrep.tags import TAG_MATRIX, TAGS_FILE, read_playlist_tags, write_playlist_tags
 
 from .synth import write_synthetic_dataset
-from .test_trainer import tiny
+from .test_trainer import tiny, train_straight_and_resumed
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTHORS = ROOT / "tests" / "data" / "authors_configs"
@@ -147,12 +147,7 @@ def test_tags_configs_train(name, tiny_dataset, tmp_path):
 
 
 def test_interrupted_tags_run_resumes_to_identical_weights(tiny_dataset, tmp_path):
-    cfg = str(ROOT / "configs" / "contrastive_MF_gnr_tags.json")
-    straight, resumed = tmp_path / "a", tmp_path / "b"
-    assert main("train.py", [cfg] + tiny(tiny_dataset, straight, epochs=2, max_steps_per_epoch=2)) == 0
-    assert main("train.py", [cfg] + tiny(tiny_dataset, resumed, epochs=1, max_steps_per_epoch=2)) == 0
-    assert main("train.py", [cfg] + tiny(tiny_dataset, resumed, epochs=2, max_steps_per_epoch=2)) == 0
-    a, b = (load_checkpoint(d / "contrastive_MF_gnr_tags" / "last.pt") for d in (straight, resumed))
+    a, b = train_straight_and_resumed(tiny_dataset, tmp_path, "contrastive_MF_gnr_tags", "train.py", 2)
     assert a["epoch"] == b["epoch"] == 2
     assert_same_weights(a["models"], b["models"])
 
