@@ -38,8 +38,8 @@ def weights(run: Path) -> dict[str, dict[str, torch.Tensor]]:
 
 def assert_same_weights(a: dict, b: dict) -> None:
     assert set(a) == set(b)
-    for part in a:
-        for k, v in a[part].items():
+    for part, sd in a.items():
+        for k, v in sd.items():
             assert torch.equal(v, b[part][k]), f"{part}.{k}"
 
 
