@@ -256,7 +256,8 @@ def test_interrupted_run_leaves_no_final_files_and_rerun_is_clean(make_melon, tm
     monkeypatch.setattr(dataset_mod, "_read_mel_frames", interrupted)
     with pytest.raises(KeyboardInterrupt):
         create_dataset(DatasetArgs(str(root), str(out), **FAST))
-    assert sorted(p.name for p in out.iterdir()) == []
+    assert not out.exists()  # built beside it, never under its name
+    assert not list(tmp_path.glob(".out.*"))  # the partial build and the lock are gone
     monkeypatch.setattr(dataset_mod, "_read_mel_frames", real)
     create_dataset(DatasetArgs(str(root), str(out), **FAST))
     assert (out / "manifest.json").is_file()
