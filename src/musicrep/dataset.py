@@ -46,6 +46,7 @@ from .cf import train_cf
 from .genres import build_vocab, label_row, multi_hot
 from .h5io import SplitWriter
 from .io import (
+    InterruptGuard,
     OutputLocked,
     output_lock,
     recover_dir,
@@ -79,6 +80,7 @@ CF_ALGORITHMS = ("bpr", "als")
 MIN_FRAMES = 256  # one training crop
 MIN_TRACKS = 10
 GENERATED_MARKER = "generated.json"  # written by the corpus generators (COMMON contract)
+_INTERRUPT = InterruptGuard()
 
 
 @dataclass
@@ -264,9 +266,10 @@ def _write_split(
         except TrackSkip as e:
             return e
 
+    bar = tqdm(total=len(ids), desc=f"{name}.h5", unit="track", file=sys.stderr)
     try:
-        bar = tqdm(total=len(ids), desc=f"{name}.h5", unit="track", file=sys.stderr)
         for start in range(0, len(ids), args.batch_size):
+            _INTERRUPT.check()
             batch = ids[start:start + args.batch_size]
             results = list(pool.map(read, batch))
             ok = [i for i, r in enumerate(results) if not isinstance(r, TrackSkip)]
@@ -283,11 +286,12 @@ def _write_split(
                 )
                 written.extend(int(batch[i]) for i in ok)
             bar.update(len(batch))
-        bar.close()
         writer.close()
     except BaseException:
         writer.abort()
         raise
+    finally:
+        bar.close()  # now, not at exit after the error message
     return np.asarray(written, dtype=np.int64)
 
 
@@ -427,13 +431,14 @@ def create_dataset(args: DatasetArgs) -> dict:
     validate_args(args)
     out = _out_location(args.out_dir)
     try:
-        with output_lock(out):
+        with output_lock(out), _INTERRUPT.installed():
             recover_dir(out)  # what a killed run left beside `out`
             _check_out_dir(out, args.overwrite)
             tmp = temp_dir_beside(out)
             try:
                 manifest = _build(args, tmp)
-                swap_in_dir(tmp, out)
+                with _INTERRUPT.committing():
+                    swap_in_dir(tmp, out)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     except OutputLocked as e:

@@ -2,7 +2,8 @@
 
 Files: `atomic_path` (a temporary name, renamed at the end). Whole directories:
 `output_lock` (one writer at a time), `temp_dir_beside` and `swap_in_dir` (build beside
-the output, rename it in, and drop the previous one only after that).
+the output, rename it in, and drop the previous one only after that), `InterruptGuard`
+(a Ctrl-C is never lost, and never splits the swap).
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import fcntl
 import json
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -155,3 +159,61 @@ def swap_in_dir(tmp: Path, final: Path) -> None:
     os.rename(final, old)  # replaces the empty placeholder directory
     os.rename(tmp, final)
     shutil.rmtree(old)
+
+
+class InterruptGuard:
+    """Ctrl-C that cannot get lost, and a commit step it cannot cut in two.
+
+    Python drops a KeyboardInterrupt raised inside a garbage-collector callback
+    ("Exception ignored in ..."), so a run could go on and finish after Ctrl-C. Inside
+    `installed()`, SIGINT is also remembered and `check()` raises it again; inside
+    `committing()` it is only remembered, so a rename sequence completes, and a Ctrl-C
+    that arrives then is ignored (the work is done). Outside the main thread, or when
+    SIGINT is not Python's default handler, nothing is installed.
+    """
+
+    def __init__(self) -> None:
+        self._hit = threading.Event()
+        self._raise = True
+
+    def _unraisable(self, info) -> None:
+        # The swallowed case: already remembered, so stay quiet (no "Exception ignored").
+        if not (self._hit.is_set() and isinstance(info.exc_value, KeyboardInterrupt)):
+            self._default_unraisable(info)
+
+    def _handler(self, signum, frame) -> None:
+        self._hit.set()
+        if self._raise:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if Ctrl-C came, even if it was swallowed."""
+        if self._hit.is_set() and self._raise:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self) -> Iterator[InterruptGuard]:
+        self._hit.clear()
+        self._raise = True
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield self
+            return
+        self._default_unraisable = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
+        signal.signal(signal.SIGINT, self._handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            sys.unraisablehook = self._default_unraisable
+
+    @contextmanager
+    def committing(self) -> Iterator[None]:
+        """Check once more, then hold Ctrl-C off until the block ends."""
+        self.check()
+        self._raise = False
+        try:
+            yield
+        finally:
+            self._hit.clear()
