@@ -36,6 +36,7 @@ import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,9 @@ OUTPUT_FILES = (
     "cf_playlist_ids.npy", "continuation.json", "track_tags.json", "popularity.json",
     "skipped.json", "embedding_matrix_128.npy", "manifest.json",
 )
+# Files later steps derive from a dataset inside its directory (train_genre_w2v.py
+# --dim N); a rebuild replaces them along with the dataset.
+DERIVED_FILES = ("embedding_matrix_*.npy",)
 DTYPES = ("float32", "float16")
 CF_ALGORITHMS = ("bpr", "als")
 MIN_FRAMES = 256  # one training crop
@@ -163,7 +167,8 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
                            "pass --overwrite to rebuild it")
     # The new dataset replaces the whole directory: never take a user's files with it.
     foreign = sorted(p.name for p in out.iterdir()
-                     if p.name not in OUTPUT_FILES and not p.name.endswith(".tmp"))
+                     if p.name not in OUTPUT_FILES and not p.name.endswith(".tmp")
+                     and not any(fnmatch(p.name, pat) for pat in DERIVED_FILES))
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise DatasetError(f"{out}: holds files that are not part of a dataset ({shown}); "

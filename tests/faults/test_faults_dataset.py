@@ -127,6 +127,7 @@ class TestRule2NeverLoseUserData:
 
     def test_overwrite_replaces_the_dataset_and_leaves_nothing_beside_it(self, finished):
         root, out, before = finished
+        (out / "embedding_matrix_64.npy").write_bytes(b"")  # derived from the old dataset
         create_dataset(DatasetArgs(str(root), str(out), overwrite=True, **(FAST | dict(seed=5))))
         after = _fingerprint(out)
         assert set(after) == set(before) - {"embedding_matrix_128.npy"}
@@ -157,6 +158,7 @@ class TestRule2NeverLoseUserData:
 
     def test_files_that_are_not_a_datasets_are_never_replaced(self, finished):
         root, out, before = finished
+        (out / "embedding_matrix_64.npy").write_bytes(b"")  # train_genre_w2v.py --dim 64: ours
         (out / "my_notes.txt").write_text("mine")
         with pytest.raises(DatasetError, match="not part of a dataset \\(my_notes.txt\\)"):
             create_dataset(DatasetArgs(str(root), str(out), overwrite=True, **FAST))
