@@ -4,6 +4,11 @@
 
 Works unchanged on the real Melon Playlist Dataset and on the generated corpus
 (scripts/make_toy_melon.py). See src/musicrep/dataset.py for the output layout.
+
+Exit codes: 0 dataset written; 2 bad arguments, metadata or output directory, a split
+with no usable track, or another run holds the output (one line on stderr); 1 the
+system failed (disk full, I/O error; one line); 130 interrupted. On every non-zero exit
+the output directory is as it was before the run.
 """
 
 from __future__ import annotations
@@ -42,11 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     except (MelonFormatError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"error: {e.filename or args.out_dir}: {e.strerror or e}; "
+              f"{args.out_dir} is unchanged", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {args.out_dir} is unchanged (the partial build was removed)",
+              file=sys.stderr)
+        return 130
     c = m["counts"]
     print(f"wrote {args.out_dir}: {c['train_tracks']} train, {c['val_tracks']} val, "
           f"{c['test_tracks']} test tracks, {c['genres']} genres, CF {m['cf_dim']}-d; "
-          f"skipped {c['skipped_tracks']} tracks {m['skipped_by_reason']} "
-          f"(listed in skipped.json)")
+          f"skipped {c['skipped_tracks']} tracks {m['skipped_by_reason']}, "
+          f"{c['skipped_playlists']} playlists and {c['playlist_songs_not_in_meta']} playlist "
+          f"song ids not in song_meta.json (listed in skipped.json)")
     return 0
 
 

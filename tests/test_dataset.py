@@ -256,7 +256,8 @@ def test_interrupted_run_leaves_no_final_files_and_rerun_is_clean(make_melon, tm
     monkeypatch.setattr(dataset_mod, "_read_mel_frames", interrupted)
     with pytest.raises(KeyboardInterrupt):
         create_dataset(DatasetArgs(str(root), str(out), **FAST))
-    assert sorted(p.name for p in out.iterdir()) == []
+    assert not out.exists()  # built beside it, never under its name
+    assert not list(tmp_path.glob(".out.*"))  # the partial build and the lock are gone
     monkeypatch.setattr(dataset_mod, "_read_mel_frames", real)
     create_dataset(DatasetArgs(str(root), str(out), **FAST))
     assert (out / "manifest.json").is_file()
@@ -324,3 +325,20 @@ def test_genre_word2vec_groups_detail_genres_by_major(tiny_dataset):
         nearest = max((j for j in details if j != d), key=lambda j: sim[d, j])
         same += codes[nearest][:4] == codes[d][:4]
     assert same / len(details) >= 0.7, f"{same}/{len(details)}"
+
+
+def test_manifest_names_its_source_and_whether_it_was_generated(make_melon, tmp_path):
+    root, _ = make_melon()
+    marker = {"generator": "musicrep.toy.make_toy_melon", "seed": 1, "songs": 80}
+    (root / "generated.json").write_text(json.dumps(marker))
+    m = create_dataset(DatasetArgs(str(root), str(tmp_path / "gen"), **FAST))
+    assert m["source"] == {"generated": True, "generator": marker, "melon_dir": str(root)}
+    assert json.loads((tmp_path / "gen" / "manifest.json").read_text())["source"] == m["source"]
+
+    (root / "generated.json").unlink()  # real Melon has no marker
+    m = create_dataset(DatasetArgs(str(root), str(tmp_path / "real"), **FAST))
+    assert m["source"] == {"generated": False, "generator": None, "melon_dir": str(root)}
+
+    (root / "generated.json").write_text("[1, 2]")
+    with pytest.raises(MelonFormatError, match="generated.json: expected a JSON object"):
+        create_dataset(DatasetArgs(str(root), str(tmp_path / "bad"), **FAST))

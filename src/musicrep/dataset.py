@@ -20,17 +20,24 @@ Output directory:
     skipped.json               every skipped track and playlist with its reason
     manifest.json              source, arguments, counts, version (written last)
 
-Every file is written under a temporary name and renamed when complete, so a file under
-a final name is always whole; `manifest.json` marks a finished dataset.
+Failure rules (README "What happens when something goes wrong"): every argument is
+checked before any work; the dataset is built in a temporary directory beside the output
+and swapped in only when complete, so an error, Ctrl-C or a kill never leaves a partial
+dataset under the output name nor removes the previous one; a lock file beside the
+output keeps a second run out; a split with no usable track is an error, never a
+dataset. `manifest.json` (written last) marks a finished dataset.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +47,21 @@ from . import __version__
 from .cf import train_cf
 from .genres import build_vocab, label_row, multi_hot
 from .h5io import SplitWriter
-from .io import clean_stale_temp, write_json, write_npy
+from .io import (
+    InterruptGuard,
+    OutputLocked,
+    output_lock,
+    recover_dir,
+    swap_in_dir,
+    temp_dir_beside,
+    write_json,
+    write_npy,
+)
 from .melon import (
     MelonFormatError,
     Playlist,
     TrackSkip,
+    _read_json,
     load_mel,
     mel_path,
     read_genre_names,
@@ -62,6 +79,15 @@ OUTPUT_FILES = (
     "skipped.json", "embedding_matrix_128.npy", "manifest.json",
 )
 OUTPUT_FILES += (TAGS_FILE, TAG_MATRIX)  # the playlist-tags view's files (tags.py)
+# Files later steps derive from a dataset inside its directory (train_genre_w2v.py
+# --dim N); a rebuild replaces them along with the dataset.
+DERIVED_FILES = ("embedding_matrix_*.npy",)
+DTYPES = ("float32", "float16")
+CF_ALGORITHMS = ("bpr", "als")
+MIN_FRAMES = 256  # one training crop
+MIN_TRACKS = 10
+GENERATED_MARKER = "generated.json"  # written by the corpus generators (COMMON contract)
+_INTERRUPT = InterruptGuard()
 
 
 @dataclass
@@ -87,21 +113,82 @@ class DatasetError(RuntimeError):
     """A problem with the arguments or the output directory (one-line message)."""
 
 
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DatasetError(f"{out}: cannot create the output directory ({e.strerror})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise DatasetError(f"{out}: output directory is not writable")
+def _int_arg(errors: list[str], flag: str, value, lo: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+        errors.append(f"{flag} must be an integer >= {lo}, got {value!r}")
+
+
+def validate_args(args: DatasetArgs) -> None:
+    """Check every argument before any work; raises DatasetError naming each bad option."""
+    errors: list[str] = []
+    if args.dtype not in DTYPES:
+        errors.append(f"--dtype must be one of {', '.join(DTYPES)}, got {args.dtype!r}")
+    if args.cf_algorithm not in CF_ALGORITHMS:
+        errors.append(f"--cf-algorithm must be one of {', '.join(CF_ALGORITHMS)}, "
+                      f"got {args.cf_algorithm!r}")
+    _int_arg(errors, "--frames", args.frames, MIN_FRAMES)
+    _int_arg(errors, "--cf-factors", args.cf_factors, 1)
+    _int_arg(errors, "--cf-epochs", args.cf_epochs, 1)
+    _int_arg(errors, "--cf-seed", args.cf_seed, 0)
+    _int_arg(errors, "--seed", args.seed, 0)
+    _int_arg(errors, "--workers", args.workers, 1)
+    _int_arg(errors, "batch_size", args.batch_size, 1)
+    for flag, value in (("--test-size", args.test_size), ("--val-size", args.val_size)):
+        if not isinstance(value, (int, float)) or not 0 < value < 1:
+            errors.append(f"{flag} must be a fraction strictly between 0 and 1, got {value!r}")
+    lr = args.cf_learning_rate
+    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        errors.append(f"--cf-learning-rate must be a positive number, got {lr!r}")
+    if not args.melon_dir or not Path(args.melon_dir).is_dir():
+        errors.append(f"{args.melon_dir or '--melon-dir'}: Melon directory not found")
+    elif not mel_path(Path(args.melon_dir), 0).parents[1].is_dir():
+        errors.append(f"{mel_path(Path(args.melon_dir), 0).parents[1]}: mel directory not "
+                      "found; the mels (arena_mel/<id // 1000>/<id>.npy) are missing")
+    if not args.out_dir:
+        errors.append("--out-dir is empty")
+    if errors:
+        raise DatasetError("; ".join(errors))
+
+
+def source_provenance(melon_dir: str) -> dict:
+    """The manifest's `source`: the generator's marker file if the corpus has one."""
+    path = Path(melon_dir) / GENERATED_MARKER
+    generator = _read_json(path) if path.is_file() else None
+    if generator is not None and not isinstance(generator, dict):
+        raise MelonFormatError(f"{path}: expected a JSON object, got {type(generator).__name__}")
+    return {"generated": generator is not None, "generator": generator, "melon_dir": melon_dir}
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse an output that is not ours to replace (called under the output lock)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DatasetError(f"{out}: exists and is not a directory")
     if (out / "manifest.json").exists() and not overwrite:
         raise DatasetError(f"{out}: already holds a finished dataset (manifest.json); "
                            "pass --overwrite to rebuild it")
-    clean_stale_temp(out)
-    # Start clean: an earlier, interrupted run may have finished some files; mixing them
-    # with this run's would give a dataset no single run made.
-    for name in OUTPUT_FILES:
-        (out / name).unlink(missing_ok=True)
+    # The new dataset replaces the whole directory: never take a user's files with it.
+    foreign = sorted(p.name for p in out.iterdir()
+                     if p.name not in OUTPUT_FILES and not p.name.endswith(".tmp")
+                     and not any(fnmatch(p.name, pat) for pat in DERIVED_FILES))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise DatasetError(f"{out}: holds files that are not part of a dataset ({shown}); "
+                           "move them or choose another --out-dir")
+
+
+def _out_location(out_dir: str) -> Path:
+    """The real output path (a symlink is followed), with its parent created."""
+    out = Path(out_dir).resolve()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DatasetError(f"{out}: cannot create the output directory ({e.strerror})") from None
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise DatasetError(f"{out}: cannot create the output directory "
+                           f"({out.parent} is not writable)")
+    return out
 
 
 def _playlist_side_files(
@@ -134,9 +221,34 @@ def _playlist_side_files(
     return continuation, tags_json, pop_json
 
 
-def _read_mel_frames(root: Path, song_id: int, frames: int) -> np.ndarray:
-    mel = load_mel(root, song_id, min_frames=frames)
-    return np.ascontiguousarray(mel[:, :frames].T)  # (48, T) -> (frames, 48)
+def _read_mel_frames(root: Path, song_id: int, frames: int, dtype: str = "float32") -> np.ndarray:
+    """The first `frames` frames as (frames, 48) in the output dtype; TrackSkip if unusable."""
+    mel = load_mel(root, song_id, min_frames=frames)[:, :frames]  # (48, frames)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(mel.T, dtype=dtype)  # (frames, 48)
+    # load_mel saw finite values in the file's dtype; they may still not fit the output's.
+    if not np.isfinite(out).all():
+        raise TrackSkip("overflows_dtype", f"{mel_path(root, song_id)}: values up to "
+                        f"{float(np.abs(mel).max()):.3g} do not fit {dtype}")
+    return out
+
+
+def _skip_summary(skips: list[dict]) -> str:
+    """'12 too_short, 1 mel_missing' for a list of skip records."""
+    return ", ".join(f"{n} {r}" for r, n in Counter(s["reason"] for s in skips).most_common())
+
+
+def _check_split_written(name: str, n_candidates: int, written: np.ndarray,
+                         skips: list[dict], frames: int) -> None:
+    """A split with no track is an error: there is nothing to train or evaluate on."""
+    if len(written):
+        return
+    msg = f"{name} split: none of its {n_candidates} tracks could be written"
+    if skips:
+        msg += f" ({_skip_summary(skips)}; e.g. {skips[0]['detail'] or skips[0]['id']})"
+        if Counter(s["reason"] for s in skips).most_common(1)[0][0] == "too_short":
+            msg += f"; the mels are shorter than --frames {frames}"
+    raise DatasetError(msg)
 
 
 def _write_split(
@@ -158,13 +270,14 @@ def _write_split(
 
     def read(song_id: int) -> np.ndarray | TrackSkip:
         try:
-            return _read_mel_frames(root, int(song_id), args.frames)
+            return _read_mel_frames(root, int(song_id), args.frames, args.dtype)
         except TrackSkip as e:
             return e
 
+    bar = tqdm(total=len(ids), desc=f"{name}.h5", unit="track", file=sys.stderr)
     try:
-        bar = tqdm(total=len(ids), desc=f"{name}.h5", unit="track", file=sys.stderr)
         for start in range(0, len(ids), args.batch_size):
+            _INTERRUPT.check()
             batch = ids[start:start + args.batch_size]
             results = list(pool.map(read, batch))
             ok = [i for i, r in enumerate(results) if not isinstance(r, TrackSkip)]
@@ -181,29 +294,19 @@ def _write_split(
                 )
                 written.extend(int(batch[i]) for i in ok)
             bar.update(len(batch))
-        bar.close()
         writer.close()
     except BaseException:
         writer.abort()
         raise
+    finally:
+        bar.close()  # now, not at exit after the error message
     return np.asarray(written, dtype=np.int64)
 
 
-def create_dataset(args: DatasetArgs) -> dict:
-    """Build the dataset directory `args.out_dir` from the Melon directory `args.melon_dir`.
-
-    Returns the manifest. Raises MelonFormatError for malformed metadata and
-    DatasetError for unusable arguments or output directories.
-    """
-    root, out = Path(args.melon_dir), Path(args.out_dir)
-    if args.dtype not in ("float32", "float16"):
-        raise DatasetError(f"--dtype must be float32 or float16, got {args.dtype}")
-    if args.frames < 256:
-        raise DatasetError(f"--frames must be at least 256 (one training crop), got {args.frames}")
-    if not root.is_dir():
-        raise DatasetError(f"{root}: Melon directory not found")
-    _prepare_out_dir(out, args.overwrite)
-
+def _build(args: DatasetArgs, out: Path) -> dict:
+    """Build the dataset into the empty directory `out`; returns the manifest."""
+    root = Path(args.melon_dir)
+    source = source_provenance(args.melon_dir)
     songs = read_song_meta(root)
     names = read_genre_names(root)
     playlists = read_playlists(root)
@@ -214,9 +317,13 @@ def create_dataset(args: DatasetArgs) -> dict:
         seen.add(s.id)
 
     skipped: list[dict] = []
+    # Playlist entries without a song_meta.json record cannot be used; count them.
+    unknown_songs = Counter(x for pl in playlists for x in pl.songs if x not in seen)
     empty = [pl.id for pl in playlists if not pl.songs]
     skipped_playlists = [{"id": pid, "reason": "empty_playlist"} for pid in empty]
-    playlists = [pl for pl in playlists if pl.songs]
+    skipped_playlists += [{"id": pl.id, "reason": "no_song_in_meta"} for pl in playlists
+                          if pl.songs and not any(x in seen for x in pl.songs)]
+    playlists = [pl for pl in playlists if any(x in seen for x in pl.songs)]
 
     # Cheap checks first (a stat and the metadata), so the split sees usable tracks.
     vocab, unknown_codes = build_vocab([s.genres + s.detail_genres for s in songs], names)
@@ -232,8 +339,10 @@ def create_dataset(args: DatasetArgs) -> dict:
         else:
             cand_ids.append(s.id)
             cand_labels.append(row)
-    if len(cand_ids) < 10:
-        raise DatasetError(f"{root}: only {len(cand_ids)} usable tracks; need at least 10")
+    if len(cand_ids) < MIN_TRACKS:
+        raise DatasetError(f"{root}: only {len(cand_ids)} usable tracks of {len(songs)} in "
+                           f"song_meta.json ({_skip_summary(skipped) or 'none skipped'}); "
+                           f"need at least {MIN_TRACKS}")
     ids = np.asarray(cand_ids, dtype=np.int64)
     labels = np.stack(cand_labels)
 
@@ -242,13 +351,20 @@ def create_dataset(args: DatasetArgs) -> dict:
     )
     print(f"split: {len(train_i)} train, {len(val_i)} val, {len(test_i)} test tracks",
           file=sys.stderr)
+    for name, rows in zip(SPLITS, (train_i, val_i, test_i)):
+        if len(rows) == 0:
+            raise DatasetError(f"{name} split: 0 of {len(ids)} tracks with --test-size "
+                               f"{args.test_size} --val-size {args.val_size}")
 
     # CF on train.json playlists over the non-test tracks.
     cf_ids = np.sort(np.concatenate([ids[train_i], ids[val_i]]))
-    cf = train_cf(
-        [pl for pl in playlists if pl.source == "train.json"], cf_ids, args.cf_algorithm,
-        args.cf_factors, args.cf_epochs, args.cf_learning_rate, seed=args.cf_seed,
-    )
+    try:
+        cf = train_cf(
+            [pl for pl in playlists if pl.source == "train.json"], cf_ids, args.cf_algorithm,
+            args.cf_factors, args.cf_epochs, args.cf_learning_rate, seed=args.cf_seed,
+        )
+    except ValueError as e:  # no train.json playlist holds a train/val track
+        raise DatasetError(f"{root / 'train.json'}: {e}") from None
     cf_row = {int(t): j for j, t in enumerate(cf.track_ids)}
 
     written: dict[str, np.ndarray] = {}
@@ -257,8 +373,11 @@ def create_dataset(args: DatasetArgs) -> dict:
             split_cf = None
             if name != "test":
                 split_cf = cf.track_vectors[[cf_row[int(t)] for t in ids[rows]]]
+            n_skipped = len(skipped)
             written[name] = _write_split(name, out, root, ids[rows], labels[rows], split_cf,
                                          args, pool, skipped)
+            _check_split_written(name, len(rows), written[name], skipped[n_skipped:],
+                                 args.frames)
 
     split_of = {int(t): name for name in SPLITS for t in written[name]}
     continuation, tags_json, pop_json = _playlist_side_files(playlists, split_of)
@@ -278,18 +397,24 @@ def create_dataset(args: DatasetArgs) -> dict:
         "unknown_genre_codes": dict(sorted(unknown_codes.items())),
         "tracks": sorted(skipped, key=lambda s: s["id"]),
         "playlists": skipped_playlists,
+        "playlist_songs_not_in_meta": {
+            "count": len(unknown_songs),
+            "occurrences": sum(unknown_songs.values()),
+            "ids": sorted(unknown_songs),
+        },
     })
     manifest = {
         "format": "musicrep-dataset",
         "version": __version__,
-        "source": str(args.melon_dir),
+        "source": source,
         "args": asdict(args),
         "counts": {
             "songs_in_meta": len(songs),
-            "playlists": len(playlists) + len(empty),
+            "playlists": len(playlists) + len(skipped_playlists),
             **{f"{k}_tracks": len(v) for k, v in written.items()},
             "skipped_tracks": len(skipped),
-            "skipped_playlists": len(empty),
+            "skipped_playlists": len(skipped_playlists),
+            "playlist_songs_not_in_meta": len(unknown_songs),
             "cf_playlists": len(cf.playlist_ids),
             "continuation_playlists": len(continuation),
             "genres": len(vocab.codes),
@@ -300,4 +425,31 @@ def create_dataset(args: DatasetArgs) -> dict:
         "cf_dim": int(cf.track_vectors.shape[1]),
     }
     write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def create_dataset(args: DatasetArgs) -> dict:
+    """Build the dataset directory `args.out_dir` from the Melon directory `args.melon_dir`.
+
+    All arguments are checked first. The build runs in a temporary directory beside the
+    output, under a lock, and replaces the output only when complete; on any error or
+    interrupt the temporary directory is removed and the output is as it was.
+    Returns the manifest. Raises MelonFormatError for malformed metadata and
+    DatasetError for unusable arguments, data or output directories.
+    """
+    validate_args(args)
+    out = _out_location(args.out_dir)
+    try:
+        with output_lock(out), _INTERRUPT.installed():
+            recover_dir(out)  # what a killed run left beside `out`
+            _check_out_dir(out, args.overwrite)
+            tmp = temp_dir_beside(out)
+            try:
+                manifest = _build(args, tmp)
+                with _INTERRUPT.committing():
+                    swap_in_dir(tmp, out)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except OutputLocked as e:
+        raise DatasetError(str(e)) from None
     return manifest
