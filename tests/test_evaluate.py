@@ -110,25 +110,33 @@ def test_real_dataset_side_files(tiny_dataset) -> None:
     assert all(0.0 <= v <= 1.0 for v in m.values())
 
 
-@pytest.fixture
-def eval_dataset(tmp_path) -> Path:
-    """Synthetic splits (1 chunk per track) plus small hand-made side files."""
-    ds = write_synthetic_dataset(tmp_path / "ds", n_train=16, n_val=4, n_test=12, frames=256,
+def make_eval_dataset(root: Path, n_test: int = 120) -> Path:
+    """Synthetic splits (1 chunk per track) plus small hand-made side files.
+
+    Ids 0-15 train, 16-19 val, then ``n_test`` test tracks; more than k = 100 test
+    tracks by default, so continuation is scored.
+    """
+    ds = write_synthetic_dataset(root, n_train=16, n_val=4, n_test=n_test, frames=256,
                                  n_genres=8)
     rng = np.random.default_rng(0)
-    n = 32  # ids 0-15 train, 16-19 val, 20-31 test
+    n = 20 + n_test
     tracks = {str(i): sorted(rng.choice(3, size=int(rng.integers(0, 3)), replace=False).tolist())
               for i in range(n)}
     (ds / "track_tags.json").write_text(json.dumps({"tags": ["calm", "party", "rain"],
                                                      "tracks": tracks}))
     playlists = [{"id": p, "known": rng.choice(20, 3, replace=False).tolist(),
-                  "held_out": rng.choice(np.arange(20, 32), 2, replace=False).tolist()}
+                  "held_out": rng.choice(np.arange(20, n), 2, replace=False).tolist()}
                  for p in range(6)]
     (ds / "continuation.json").write_text(json.dumps({"playlists": playlists}))
     popularity = {str(i): int(rng.integers(0, 9)) for i in range(n)}
     (ds / "popularity.json").write_text(json.dumps(popularity))
     (ds / "manifest.json").write_text(json.dumps({"source": "synthetic", "tracks": n}))
     return ds
+
+
+@pytest.fixture
+def eval_dataset(tmp_path) -> Path:
+    return make_eval_dataset(tmp_path / "ds")
 
 
 def test_evaluate_cli_end_to_end(eval_dataset, tmp_path, capsys) -> None:
@@ -150,14 +158,17 @@ def test_evaluate_cli_end_to_end(eval_dataset, tmp_path, capsys) -> None:
     assert rc == 0, captured.err
 
     result = json.loads((out / "results.json").read_text())
-    assert result["dataset"] == {"source": "synthetic", "tracks": 32}
+    assert result["dataset"] == {"source": "synthetic", "tracks": 140}
+    assert result["generated_corpus"] is False and "generated corpus" not in captured.out
     rows = {r["model"]: r for r in result["rows"]}
     assert list(rows) == ["alpha", "beta", "random-init", "popularity"]
     for r in result["rows"]:
         assert tuple(r) == ROW_KEYS
+    scored = [k for k in ROW_KEYS[1:] if not k.startswith("mood")]  # no truth here
     for name in ("alpha", "beta", "random-init"):
         assert all(isinstance(rows[name][k], float) and 0 <= rows[name][k] <= 1
-                   for k in ROW_KEYS[1:]), rows[name]
+                   for k in scored), rows[name]
+        assert rows[name]["mood_r2"] is None
     pop = rows["popularity"]
     assert all(pop[k] is None
                for k in ("genre_roc_auc", "genre_pr_auc", "tag_roc_auc", "tag_pr_auc"))
@@ -167,6 +178,7 @@ def test_evaluate_cli_end_to_end(eval_dataset, tmp_path, capsys) -> None:
     assert header == ",".join(ROW_KEYS)
     md = (out / "results.md").read_text()
     assert "| random-init |" in md and "| popularity |" in md
+    assert "vote_recall@100" in md and "mood_r2" not in md  # no truth: no mood column
     assert "| alpha |" in captured.out and "| popularity |" in captured.out
     for png in ("bars_genre.png", "bars_tagging.png", "bars_continuation.png",
                 "embedding_maps.png", "loss_curves.png"):
