@@ -218,3 +218,134 @@ def test_probe_finds_planted_genre_signal(eval_dataset) -> None:
     assert det_small["probe_train_tracks"] == 12 and row_small["genre_roc_auc"] > 0.8
     row_noise, _ = evaluate_embeddings(noise, data, seed=0)
     assert row_noise["genre_roc_auc"] < row["genre_roc_auc"]
+
+
+# ------------------------------------------------------------- the vote protocol
+
+
+def test_vote_protocol_by_hand() -> None:
+    """Each known track retrieves its top-2 test tracks; candidates ranked by votes,
+    ties by mean similarity (hand-checked on unit vectors in the plane)."""
+    from musicrep.evaluation import _vote_rankings, continuation_vote_metrics
+
+    ang = np.deg2rad
+    vec = lambda a: np.array([np.cos(ang(a)), np.sin(ang(a))], dtype=np.float32)  # noqa: E731
+    test = np.stack([vec(0), vec(10), vec(50), vec(90), vec(180)])  # test rows 0..4
+    known = np.stack([vec(5), vec(45), vec(70)])
+    # top-2 per known track: k0 (5 deg) -> rows 0, 1; k1 (45) -> rows 2, 1; k2 (70) -> rows 2, 3
+    # playlist {k0, k1, k2}: votes row1=2, row2=2, row0=1, row3=1. Ties: row2's mean cos
+    # (cos 5 + cos 20)/2 = 0.968 beats row1's (cos 5 + cos 35)/2 = 0.908; row0 cos 5 = 0.996
+    # beats row3 cos 20 = 0.940.
+    from musicrep.metrics import top_k
+
+    sims = (known / np.linalg.norm(known, axis=1, keepdims=True)) @ test.T
+    idx = top_k(sims, 2)
+    ranked = _vote_rankings(idx, np.take_along_axis(sims, idx, 1), [np.array([0, 1, 2])], 5)
+    assert ranked.tolist() == [[2, 1, 0, 3, -1]]  # row 4 never retrieved: padded
+
+    m = continuation_vote_metrics(known, test, [np.array([0, 1, 2])], [np.array([3, 4])],
+                                  k=2, per_track=2)
+    # ranking [2, 1]: no hit in the top 2 -> recall 0; with k=4 row 3 is 4th -> recall 0.5
+    assert m["vote_recall@2"] == 0.0
+    m4 = continuation_vote_metrics(known, test, [np.array([0, 1, 2])], [np.array([3, 4])],
+                                   k=4, per_track=2)
+    assert m4["vote_recall@4"] == pytest.approx(0.5)
+    assert m4["vote_ndcg@4"] == pytest.approx((1 / math.log2(5)) / (1 + 1 / math.log2(3)))
+
+
+# ------------------------------------------------------ precomputed embeddings
+
+
+def _npz(path: Path, **arrays) -> Path:
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def test_evaluate_cli_scores_precomputed_embeddings(eval_dataset, tmp_path, capsys) -> None:
+    """--embeddings NAME=FILE: no checkpoint; the planted set beats the noise set."""
+    data = load_eval_data(eval_dataset)
+    rng = np.random.default_rng(1)
+    ids = np.concatenate([data.ids[s] for s in ("train", "val", "test")])
+    y = np.concatenate([data.genre_y[s] for s in ("train", "val", "test")]).astype(np.float32)
+    noise = rng.normal(size=(len(ids), 8)).astype(np.float32)
+    planted = noise * 0.1
+    planted[:, : y.shape[1]] += 3 * y
+    perm = rng.permutation(len(ids))  # order of the file need not match the splits
+    good = _npz(tmp_path / "good.npz", ids=ids[perm], embeddings=planted[perm])
+    # A set split over two files, as encode.py --hdf5 writes one per split.
+    part1 = _npz(tmp_path / "a.npz", ids=ids[:20], embeddings=noise[:20])
+    part2 = _npz(tmp_path / "b.npz", ids=ids[20:], embeddings=noise[20:])
+    out = tmp_path / "r"
+    main = runpy.run_path(str(REPO / "evaluate.py"))["main"]
+    rc = main(["--dataset", str(eval_dataset), "--embeddings", f"planted={good}",
+               f"noise={part1},{part2}", "--out", str(out), "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    result = json.loads((out / "results.json").read_text())
+    rows = {r["model"]: r for r in result["rows"]}
+    assert list(rows) == ["planted", "noise", "popularity"]  # no random-init without a model
+    assert rows["planted"]["genre_roc_auc"] > 0.95 > rows["noise"]["genre_roc_auc"]
+    assert isinstance(rows["noise"]["vote_map@100"], float)
+    assert result["embedding_files"]["noise"] == f"{part1},{part2}"
+
+    # Missing tracks are named.
+    short = _npz(tmp_path / "short.npz", ids=ids[:-1], embeddings=planted[:-1])
+    rc = main(["--dataset", str(eval_dataset), "--embeddings", f"x={short}", "--out",
+               str(tmp_path / "r2"), "--quiet"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert rc == 2 and len(err) == 1 and "short.npz" in err[0] and "first missing id" in err[0]
+
+
+# ---------------------------------------------- ground truth and generated labels
+
+
+def test_mood_column_from_generated_truth(toy_melon, tiny_dataset, tmp_path, capsys) -> None:
+    """A dataset built from the toy corpus finds generated_truth.json through its
+    manifest; a set that carries the mood scores a high R^2, noise does not."""
+    melon, summary = toy_melon
+    assert (melon / "generated_truth.json").is_file() and (melon / "generated.json").is_file()
+    data = load_eval_data(tiny_dataset)
+    assert data.generated and data.mood is not None
+    truth = np.asarray(summary["truth"]["song_mood"])
+    assert np.allclose(data.mood["test"], truth[data.ids["test"]])
+
+    rng = np.random.default_rng(0)
+    ids = np.concatenate([data.ids[s] for s in ("train", "val", "test")])
+    mood = truth[ids]
+    noise = rng.normal(size=(len(ids), 6)).astype(np.float32)
+    carries = noise.copy()
+    carries[:, 0] = mood + 0.05 * noise[:, 0]
+    a = _npz(tmp_path / "mood.npz", ids=ids, embeddings=carries)
+    b = _npz(tmp_path / "noise.npz", ids=ids, embeddings=noise)
+    out = tmp_path / "r"
+    main = runpy.run_path(str(REPO / "evaluate.py"))["main"]
+    rc = main(["--dataset", str(tiny_dataset), "--embeddings", f"mood={a}", f"noise={b}",
+               "--out", str(out), "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    result = json.loads((out / "results.json").read_text())
+    rows = {r["model"]: r for r in result["rows"]}
+    assert rows["mood"]["mood_r2"] > 0.9 and rows["mood"]["mood_spearman"] > 0.9
+    assert rows["noise"]["mood_r2"] < 0.2
+    md = (out / "results.md").read_text()
+    assert md.startswith("# Evaluation results (generated corpus)") and "| mood_r2 |" in md
+    assert result["generated_corpus"] is True
+    assert "useless for real music" in captured.err
+
+    # --truth pointing elsewhere is honoured; a missing one is one line, exit 2.
+    rc = main(["--dataset", str(tiny_dataset), "--embeddings", f"mood={a}", "--truth",
+               str(tmp_path / "none.json"), "--out", str(out), "--quiet"])
+    assert rc == 2 and "none.json" in capsys.readouterr().err
+
+
+def test_generated_flag_from_manifest_source(eval_dataset) -> None:
+    from musicrep.evaluation import dataset_is_generated
+
+    assert dataset_is_generated(eval_dataset, {"source": {"generated": True}})
+    assert not dataset_is_generated(eval_dataset, {"source": {"generated": False,
+                                                              "melon_dir": "x"}})
+    (eval_dataset / "melon").mkdir()
+    assert not dataset_is_generated(eval_dataset, {"source": "melon"})
+    (eval_dataset / "melon" / "generated.json").write_text("{}")
+    assert dataset_is_generated(eval_dataset, {"source": "melon"})  # fallback: the marker
