@@ -18,8 +18,9 @@ size of what it wrote:
                     --frames 256 --dtype float16; its metadata part (everything before
                     the first mel is written) and its CF fit are timed separately
     genre_w2v       train_genre_w2v.py
-    train           train.py contrastive_MF_gnr, width 0.25, 200 steps over the full
-                    train.h5 (one epoch capped by max_steps_per_epoch), then validation
+    train           train.py contrastive_MF_gnr, width 0.25, --train-steps steps (200)
+                    of batch --train-batch (16) over the full train.h5 (one epoch
+                    capped by max_steps_per_epoch), then validation over val.h5
     embed_gen       generated 128-d embeddings for every track (an .npz as encode.py
                     writes), genre-structured so the probes have something to find
     evaluate        evaluate.py --embeddings on the full-size splits, --probe-jobs 2
@@ -51,7 +52,6 @@ MEL_FRAMES = 300  # short mels keep 650k tracks on one disk
 DATASET_FRAMES = 256  # one training crop
 MEAN_PLAYLIST_LEN = 35.0
 STAGES = ("generate", "create_dataset", "genre_w2v", "train", "embed_gen", "evaluate")
-TRAIN_STEPS = 200
 
 
 def sizes(scale: float) -> dict[str, int]:
@@ -182,8 +182,9 @@ def generate_embeddings(dataset: Path, out: Path, seed: int, dim: int = 128) -> 
 # --------------------------------------------------------------------------- stages
 
 
-def run_stage(stage: str, work: Path, scale: float, seed: int, cf_epochs: int) -> dict:
+def run_stage(stage: str, work: Path, args: argparse.Namespace) -> dict:
     """Run one stage in this process; return extra measurements."""
+    scale, seed, cf_epochs = args.scale, args.seed, args.cf_epochs
     melon, ds, run = work / "melon", work / "dataset", work / "runs"
     py = sys.executable
     if stage == "generate":
@@ -220,15 +221,16 @@ def run_stage(stage: str, work: Path, scale: float, seed: int, cf_epochs: int) -
         return {}
     if stage == "train":
         _check([py, str(REPO / "train.py"), str(REPO / "configs/contrastive_MF_gnr.json"),
-                "--set", "epochs=1", "width=0.25", "batch_size=32", "num_workers=2",
-                f"max_steps_per_epoch={TRAIN_STEPS}", f"seed={seed}", "device=cpu",
+                "--set", "epochs=1", "width=0.25", f"batch_size={args.train_batch}",
+                "num_workers=2", f"max_steps_per_epoch={args.train_steps}", f"seed={seed}", "device=cpu",
                 f"train_dataset_file={ds / 'train.h5'}",
                 f"validation_dataset_file={ds / 'val.h5'}", f"save_dir={run}"])
         import csv
 
         with open(run / "contrastive_MF_gnr" / "metrics.csv", newline="") as f:
             last = list(csv.DictReader(f))[-1]
-        return {"samples_per_s": float(last["samples_per_s"]), "steps": TRAIN_STEPS}
+        return {"samples_per_s": float(last["samples_per_s"]), "steps": args.train_steps,
+                "batch": args.train_batch}
     if stage == "embed_gen":
         return generate_embeddings(ds, work / "emb.npz", seed)
     if stage == "evaluate":
@@ -268,7 +270,8 @@ def measure(stage: str, work: Path, args: argparse.Namespace) -> dict:
     """Launch ``stage`` in a child process; its seconds, peak RSS and output size."""
     extra = work / f".{stage}.json"
     cmd = [sys.executable, __file__, "--stage", stage, "--scale", str(args.scale),
-           "--work-dir", str(work), "--seed", str(args.seed), "--cf-epochs", str(args.cf_epochs)]
+           "--work-dir", str(work), "--seed", str(args.seed), "--cf-epochs", str(args.cf_epochs),
+           "--train-steps", str(args.train_steps), "--train-batch", str(args.train_batch)]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
     t0 = time.perf_counter()
@@ -305,18 +308,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the generated files")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     p.add_argument("--cf-epochs", type=int, default=50, help="BPR epochs (default 50)")
+    p.add_argument("--train-steps", type=int, default=200, help="training steps (default 200)")
+    p.add_argument("--train-batch", type=int, default=16, help="training batch (default 16)")
     p.add_argument("--table", default=None,
                    help="Markdown table path (default reports/bench/melon_scale_<F>.md)")
     p.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not 0 < args.scale <= 2:
         p.error("--scale must be in (0, 2]")
-    if args.cf_epochs < 1:
-        p.error("--cf-epochs must be >= 1")
+    if args.cf_epochs < 1 or args.train_steps < 1 or args.train_batch < 2:
+        p.error("--cf-epochs and --train-steps must be >= 1, --train-batch >= 2")
 
     if args.stage:  # child process: one stage
         work = Path(args.work_dir)
-        extra = run_stage(args.stage, work, args.scale, args.seed, args.cf_epochs)
+        extra = run_stage(args.stage, work, args)
         (work / f".{args.stage}.json").write_text(json.dumps(extra))
         return 0
 
