@@ -116,14 +116,17 @@ def generate(out: Path, scale: float, seed: int) -> dict:
                       1, 200).astype(int)
     pop = 1.0 / (rng.permutation(n_songs) + 10.0) ** 0.9
     by_major = [np.flatnonzero(major == k) for k in range(N_MAJOR)]
-    p_major = [pop[ix] / pop[ix].sum() for ix in by_major]
+    # Cumulative popularity per genre, built once: sampling by searchsorted keeps the
+    # generator linear (rng.choice(p=...) would rebuild it for every playlist).
+    cdf_major = [np.cumsum(pop[ix]) / pop[ix].sum() for ix in by_major]
     theme = rng.choice(N_MAJOR, size=n_pl, p=gw / gw.sum())
     tw = 1.0 / np.arange(1, n_tags + 1) ** 1.0
     tags_of = rng.choice(n_tags, size=(n_pl, 4), p=tw / tw.sum())
     n_tag = rng.integers(1, 5, size=n_pl)
     all_pop = pop / pop.sum()
     n_theme = rng.binomial(lengths, 0.8)
-    theme_songs = [by_major[t][rng.choice(len(by_major[t]), size=m, p=p_major[t])]
+    theme_songs = [by_major[t][np.minimum(np.searchsorted(cdf_major[t], rng.random(m)),
+                                          len(by_major[t]) - 1)]
                    if len(by_major[t]) else np.zeros(0, int) for t, m in zip(theme, n_theme)]
     noise = rng.choice(n_songs, size=int((lengths - n_theme).sum()), p=all_pop)
     cut = np.concatenate([[0], np.cumsum(lengths - n_theme)])
