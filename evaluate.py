@@ -3,19 +3,28 @@
 
     python evaluate.py --dataset data/dataset --models models/*/audio_encoder.pt \
         [--names A B ...] [--out reports] [--device auto] [--seed 0] [--layer z_d]
+    python evaluate.py --dataset data/dataset --embeddings NAME=all.npz \
+        OTHER=train.npz,val.npz,test.npz [--models ...]
 
 Each model (a checkpoint file, an exported or published `audio_encoder.pt`, or a run
 directory) embeds the train, val and test tracks of the dataset (mean over
 non-overlapping 256-frame chunks); then genre classification and tagging (linear
 probes, ROC-AUC / PR-AUC) and cold-start playlist continuation (Recall@100,
-R-precision, NDCG@100, MAP@100) are run. Reference rows: a random-init encoder of
+R-precision, NDCG@100, MAP@100; two protocols, see musicrep.evaluation) are run.
+--embeddings scores precomputed embeddings instead (an .npz with `ids` and
+`embeddings`, as `encode.py --hdf5` writes; several files of one set joined by
+commas; every track of the three splits needs a row). On a generated corpus whose
+hidden truth is found (`--truth`, or the manifest's source directory) a `mood`
+column is added. Reference rows: a random-init encoder of
 the first model's architecture (seeded) and a popularity ranking. A model's name is
 its run folder (the checkpoint's parent) unless --names is given.
 
 Writes results.md, results.csv, results.json, bars_*.png, embedding_maps.png and,
 when the runs' metrics.csv files are found, loss_curves.png to --out (default
 reports/); prints the Markdown table. Exit status 2 for bad input (missing dataset
-file, a checkpoint that is not an audio encoder), with a one-line message.
+file, a checkpoint that is not an audio encoder, an embedding file that is pickled,
+text or the wrong shape, an --out that cannot be written), with a one-line message;
+--out is checked before any work.
 """
 
 from __future__ import annotations
@@ -31,7 +40,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--dataset", required=True,
                    help="dataset directory (train/val/test.h5 and side files)")
-    p.add_argument("--models", nargs="+", required=True, help="checkpoints or run directories")
+    p.add_argument("--models", nargs="+", default=[], help="checkpoints or run directories")
+    p.add_argument("--embeddings", nargs="+", default=[], metavar="NAME=FILE[,FILE...]",
+                   help="precomputed embeddings to score: .npz files with 'ids' and "
+                   "'embeddings' (as encode.py --hdf5 writes them)")
+    p.add_argument("--truth", default=None,
+                   help="generated corpus's generated_truth.json (default: found via the "
+                   "dataset manifest's source directory)")
     p.add_argument("--names", nargs="+", default=None, help="display names, one per model")
     p.add_argument("--out", default="reports", help="output directory (default: reports)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -48,6 +63,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--probe-jobs", type=int, default=1, help="labels fitted in parallel")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
+    if not args.models and not args.embeddings:
+        p.error("give --models, --embeddings or both")
+    sets = []
+    for spec in args.embeddings:
+        name, sep, files = spec.partition("=")
+        if not sep or not name or not files or any(not f for f in files.split(",")):
+            p.error(f"--embeddings: '{spec}' is not NAME=FILE[,FILE...]")
+        sets.append((name, files.split(",")))
+    args.embedding_sets = sets
     if args.names and len(args.names) != len(args.models):
         p.error(f"--names: {len(args.names)} names for {len(args.models)} models")
     if args.batch_size < 1:
@@ -57,8 +81,26 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _check_writable(out: Path) -> str | None:
+    """Why results cannot be written to ``out`` (created if missing), or None."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check.", suffix=".tmp"):
+            pass
+    except OSError as e:
+        return f"{out}: output directory is not writable ({e.strerror or type(e).__name__})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    out = Path(args.out)
+    problem = _check_writable(out)  # before the work, not after an hour of it
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from musicrep.embed import resolve_device
     from musicrep.evaluation import K, load_eval_data, run_evaluation
     from musicrep.report import (
@@ -72,30 +114,34 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         device = resolve_device(args.device)
-        data = load_eval_data(args.dataset)
+        data = load_eval_data(args.dataset, args.truth)
         result = run_evaluation(
             data, args.models, args.names, device=device, seed=args.seed, layer=args.layer,
             batch_size=args.batch_size, input_layout=args.input_layout,
             map_points=args.map_points, progress=not args.quiet,
             probe_max_train=args.probe_max_train, probe_jobs=args.probe_jobs,
+            embeddings=args.embedding_sets,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    out = Path(args.out)
     extra = {
         "details": result.details,
         "checkpoints": result.checkpoints,
+        "embedding_files": result.sources,
         "settings": {"layer": args.layer, "seed": args.seed, "k": K, "device": str(device),
                      "dataset_dir": str(Path(args.dataset).resolve()),
                      "probe": "StandardScaler + LogisticRegression(C=1, lbfgs) per label",
-                     "probe_max_train": args.probe_max_train},
+                     "probe_max_train": args.probe_max_train,
+                     "test_candidates": len(data.ids["test"]),
+                     "truth": None if data.truth_path is None else str(data.truth_path)},
     }
-    write_tables(out, result.rows, data.manifest, extra)
-    plot_metric_bars(result.rows, out)
+    gen = data.generated
+    write_tables(out, result.rows, data.manifest, extra, generated=gen, notes=result.notes)
+    plot_metric_bars(result.rows, out, generated=gen)
     plot_embedding_maps(result.test_maps, data.genre_y["test"][result.map_index],
-                        data.major_names, out / "embedding_maps.png")
+                        data.major_names, out / "embedding_maps.png", generated=gen)
 
     # Training curves of the given models (result.checkpoints holds no reference rows).
     curves = {}
@@ -107,13 +153,18 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"note: no metrics.csv next to the checkpoint of {', '.join(missing)}: "
               "no training curve for it", file=sys.stderr)
-    if not curves or plot_loss_curves(curves, out / "loss_curves.png") is None:
+    if not curves or plot_loss_curves(curves, out / "loss_curves.png", generated=gen) is None:
         if curves:
             print("note: the metrics.csv files hold no loss columns: no loss_curves.png",
                   file=sys.stderr)
         (out / "loss_curves.png").unlink(missing_ok=True)  # never leave a stale one
 
+    if gen:
+        print("note: generated corpus: models trained on it are useless for real music",
+              file=sys.stderr)
     print(format_markdown(result.rows), end="")
+    for n in result.notes:
+        print(f"Note: {n}")
     print(f"wrote results to {out}/", file=sys.stderr)
     return 0
 

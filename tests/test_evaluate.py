@@ -110,25 +110,33 @@ def test_real_dataset_side_files(tiny_dataset) -> None:
     assert all(0.0 <= v <= 1.0 for v in m.values())
 
 
-@pytest.fixture
-def eval_dataset(tmp_path) -> Path:
-    """Synthetic splits (1 chunk per track) plus small hand-made side files."""
-    ds = write_synthetic_dataset(tmp_path / "ds", n_train=16, n_val=4, n_test=12, frames=256,
+def make_eval_dataset(root: Path, n_test: int = 120) -> Path:
+    """Synthetic splits (1 chunk per track) plus small hand-made side files.
+
+    Ids 0-15 train, 16-19 val, then ``n_test`` test tracks; more than k = 100 test
+    tracks by default, so continuation is scored.
+    """
+    ds = write_synthetic_dataset(root, n_train=16, n_val=4, n_test=n_test, frames=256,
                                  n_genres=8)
     rng = np.random.default_rng(0)
-    n = 32  # ids 0-15 train, 16-19 val, 20-31 test
+    n = 20 + n_test
     tracks = {str(i): sorted(rng.choice(3, size=int(rng.integers(0, 3)), replace=False).tolist())
               for i in range(n)}
     (ds / "track_tags.json").write_text(json.dumps({"tags": ["calm", "party", "rain"],
                                                      "tracks": tracks}))
     playlists = [{"id": p, "known": rng.choice(20, 3, replace=False).tolist(),
-                  "held_out": rng.choice(np.arange(20, 32), 2, replace=False).tolist()}
+                  "held_out": rng.choice(np.arange(20, n), 2, replace=False).tolist()}
                  for p in range(6)]
     (ds / "continuation.json").write_text(json.dumps({"playlists": playlists}))
     popularity = {str(i): int(rng.integers(0, 9)) for i in range(n)}
     (ds / "popularity.json").write_text(json.dumps(popularity))
     (ds / "manifest.json").write_text(json.dumps({"source": "synthetic", "tracks": n}))
     return ds
+
+
+@pytest.fixture
+def eval_dataset(tmp_path) -> Path:
+    return make_eval_dataset(tmp_path / "ds")
 
 
 def test_evaluate_cli_end_to_end(eval_dataset, tmp_path, capsys) -> None:
@@ -150,14 +158,17 @@ def test_evaluate_cli_end_to_end(eval_dataset, tmp_path, capsys) -> None:
     assert rc == 0, captured.err
 
     result = json.loads((out / "results.json").read_text())
-    assert result["dataset"] == {"source": "synthetic", "tracks": 32}
+    assert result["dataset"] == {"source": "synthetic", "tracks": 140}
+    assert result["generated_corpus"] is False and "generated corpus" not in captured.out
     rows = {r["model"]: r for r in result["rows"]}
     assert list(rows) == ["alpha", "beta", "random-init", "popularity"]
     for r in result["rows"]:
         assert tuple(r) == ROW_KEYS
+    scored = [k for k in ROW_KEYS[1:] if not k.startswith("mood")]  # no truth here
     for name in ("alpha", "beta", "random-init"):
         assert all(isinstance(rows[name][k], float) and 0 <= rows[name][k] <= 1
-                   for k in ROW_KEYS[1:]), rows[name]
+                   for k in scored), rows[name]
+        assert rows[name]["mood_r2"] is None
     pop = rows["popularity"]
     assert all(pop[k] is None
                for k in ("genre_roc_auc", "genre_pr_auc", "tag_roc_auc", "tag_pr_auc"))
@@ -167,6 +178,7 @@ def test_evaluate_cli_end_to_end(eval_dataset, tmp_path, capsys) -> None:
     assert header == ",".join(ROW_KEYS)
     md = (out / "results.md").read_text()
     assert "| random-init |" in md and "| popularity |" in md
+    assert "vote_recall@100" in md and "mood_r2" not in md  # no truth: no mood column
     assert "| alpha |" in captured.out and "| popularity |" in captured.out
     for png in ("bars_genre.png", "bars_tagging.png", "bars_continuation.png",
                 "embedding_maps.png", "loss_curves.png"):
@@ -206,3 +218,134 @@ def test_probe_finds_planted_genre_signal(eval_dataset) -> None:
     assert det_small["probe_train_tracks"] == 12 and row_small["genre_roc_auc"] > 0.8
     row_noise, _ = evaluate_embeddings(noise, data, seed=0)
     assert row_noise["genre_roc_auc"] < row["genre_roc_auc"]
+
+
+# ------------------------------------------------------------- the vote protocol
+
+
+def test_vote_protocol_by_hand() -> None:
+    """Each known track retrieves its top-2 test tracks; candidates ranked by votes,
+    ties by mean similarity (hand-checked on unit vectors in the plane)."""
+    from musicrep.evaluation import _vote_rankings, continuation_vote_metrics
+
+    ang = np.deg2rad
+    vec = lambda a: np.array([np.cos(ang(a)), np.sin(ang(a))], dtype=np.float32)  # noqa: E731
+    test = np.stack([vec(0), vec(10), vec(50), vec(90), vec(180)])  # test rows 0..4
+    known = np.stack([vec(5), vec(45), vec(70)])
+    # top-2 per known track: k0 (5 deg) -> rows 0, 1; k1 (45) -> rows 2, 1; k2 (70) -> rows 2, 3
+    # playlist {k0, k1, k2}: votes row1=2, row2=2, row0=1, row3=1. Ties: row2's mean cos
+    # (cos 5 + cos 20)/2 = 0.968 beats row1's (cos 5 + cos 35)/2 = 0.908; row0 cos 5 = 0.996
+    # beats row3 cos 20 = 0.940.
+    from musicrep.metrics import top_k
+
+    sims = (known / np.linalg.norm(known, axis=1, keepdims=True)) @ test.T
+    idx = top_k(sims, 2)
+    ranked = _vote_rankings(idx, np.take_along_axis(sims, idx, 1), [np.array([0, 1, 2])], 5)
+    assert ranked.tolist() == [[2, 1, 0, 3, -1]]  # row 4 never retrieved: padded
+
+    m = continuation_vote_metrics(known, test, [np.array([0, 1, 2])], [np.array([3, 4])],
+                                  k=2, per_track=2)
+    # ranking [2, 1]: no hit in the top 2 -> recall 0; with k=4 row 3 is 4th -> recall 0.5
+    assert m["vote_recall@2"] == 0.0
+    m4 = continuation_vote_metrics(known, test, [np.array([0, 1, 2])], [np.array([3, 4])],
+                                   k=4, per_track=2)
+    assert m4["vote_recall@4"] == pytest.approx(0.5)
+    assert m4["vote_ndcg@4"] == pytest.approx((1 / math.log2(5)) / (1 + 1 / math.log2(3)))
+
+
+# ------------------------------------------------------ precomputed embeddings
+
+
+def _npz(path: Path, **arrays) -> Path:
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def test_evaluate_cli_scores_precomputed_embeddings(eval_dataset, tmp_path, capsys) -> None:
+    """--embeddings NAME=FILE: no checkpoint; the planted set beats the noise set."""
+    data = load_eval_data(eval_dataset)
+    rng = np.random.default_rng(1)
+    ids = np.concatenate([data.ids[s] for s in ("train", "val", "test")])
+    y = np.concatenate([data.genre_y[s] for s in ("train", "val", "test")]).astype(np.float32)
+    noise = rng.normal(size=(len(ids), 8)).astype(np.float32)
+    planted = noise * 0.1
+    planted[:, : y.shape[1]] += 3 * y
+    perm = rng.permutation(len(ids))  # order of the file need not match the splits
+    good = _npz(tmp_path / "good.npz", ids=ids[perm], embeddings=planted[perm])
+    # A set split over two files, as encode.py --hdf5 writes one per split.
+    part1 = _npz(tmp_path / "a.npz", ids=ids[:20], embeddings=noise[:20])
+    part2 = _npz(tmp_path / "b.npz", ids=ids[20:], embeddings=noise[20:])
+    out = tmp_path / "r"
+    main = runpy.run_path(str(REPO / "evaluate.py"))["main"]
+    rc = main(["--dataset", str(eval_dataset), "--embeddings", f"planted={good}",
+               f"noise={part1},{part2}", "--out", str(out), "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    result = json.loads((out / "results.json").read_text())
+    rows = {r["model"]: r for r in result["rows"]}
+    assert list(rows) == ["planted", "noise", "popularity"]  # no random-init without a model
+    assert rows["planted"]["genre_roc_auc"] > 0.95 > rows["noise"]["genre_roc_auc"]
+    assert isinstance(rows["noise"]["vote_map@100"], float)
+    assert result["embedding_files"]["noise"] == f"{part1},{part2}"
+
+    # Missing tracks are named.
+    short = _npz(tmp_path / "short.npz", ids=ids[:-1], embeddings=planted[:-1])
+    rc = main(["--dataset", str(eval_dataset), "--embeddings", f"x={short}", "--out",
+               str(tmp_path / "r2"), "--quiet"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert rc == 2 and len(err) == 1 and "short.npz" in err[0] and "first missing id" in err[0]
+
+
+# ---------------------------------------------- ground truth and generated labels
+
+
+def test_mood_column_from_generated_truth(toy_melon, tiny_dataset, tmp_path, capsys) -> None:
+    """A dataset built from the toy corpus finds generated_truth.json through its
+    manifest; a set that carries the mood scores a high R^2, noise does not."""
+    melon, summary = toy_melon
+    assert (melon / "generated_truth.json").is_file() and (melon / "generated.json").is_file()
+    data = load_eval_data(tiny_dataset)
+    assert data.generated and data.mood is not None
+    truth = np.asarray(summary["truth"]["song_mood"])
+    assert np.allclose(data.mood["test"], truth[data.ids["test"]])
+
+    rng = np.random.default_rng(0)
+    ids = np.concatenate([data.ids[s] for s in ("train", "val", "test")])
+    mood = truth[ids]
+    noise = rng.normal(size=(len(ids), 6)).astype(np.float32)
+    carries = noise.copy()
+    carries[:, 0] = mood + 0.05 * noise[:, 0]
+    a = _npz(tmp_path / "mood.npz", ids=ids, embeddings=carries)
+    b = _npz(tmp_path / "noise.npz", ids=ids, embeddings=noise)
+    out = tmp_path / "r"
+    main = runpy.run_path(str(REPO / "evaluate.py"))["main"]
+    rc = main(["--dataset", str(tiny_dataset), "--embeddings", f"mood={a}", f"noise={b}",
+               "--out", str(out), "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    result = json.loads((out / "results.json").read_text())
+    rows = {r["model"]: r for r in result["rows"]}
+    assert rows["mood"]["mood_r2"] > 0.9 and rows["mood"]["mood_spearman"] > 0.9
+    assert rows["noise"]["mood_r2"] < 0.2
+    md = (out / "results.md").read_text()
+    assert md.startswith("# Evaluation results (generated corpus)") and "| mood_r2 |" in md
+    assert result["generated_corpus"] is True
+    assert "useless for real music" in captured.err
+
+    # --truth pointing elsewhere is honoured; a missing one is one line, exit 2.
+    rc = main(["--dataset", str(tiny_dataset), "--embeddings", f"mood={a}", "--truth",
+               str(tmp_path / "none.json"), "--out", str(out), "--quiet"])
+    assert rc == 2 and "none.json" in capsys.readouterr().err
+
+
+def test_generated_flag_from_manifest_source(eval_dataset) -> None:
+    from musicrep.evaluation import dataset_is_generated
+
+    assert dataset_is_generated(eval_dataset, {"source": {"generated": True}})
+    assert not dataset_is_generated(eval_dataset, {"source": {"generated": False,
+                                                              "melon_dir": "x"}})
+    (eval_dataset / "melon").mkdir()
+    assert not dataset_is_generated(eval_dataset, {"source": "melon"})
+    (eval_dataset / "melon" / "generated.json").write_text("{}")
+    assert dataset_is_generated(eval_dataset, {"source": "melon"})  # fallback: the marker

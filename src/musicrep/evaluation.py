@@ -17,6 +17,17 @@
    relevant items: Recall@100, R-precision, NDCG@100, MAP@100 (``musicrep.metrics``)
    averaged over playlists. Rankings are computed for a batch of playlists at a
    time (a (batch, n_test) float32 block), never for all playlists at once.
+   A second protocol, "vote" (PAPER.md section 8, as later work on Melon runs it):
+   each known track retrieves its top-100 most similar test tracks; candidates are
+   ranked by how many of the playlist's known tracks retrieved them, ties by the mean
+   similarity to the known tracks that retrieved them, then by lower test row; the
+   same four metrics (``vote_`` columns). When fewer than k+1 test tracks are
+   candidates, every ranking finds every held-out track within k: both protocols are
+   then left empty (with a note) instead of reporting a meaningless 1.0.
+4. Mood (generated corpora only). When the generator's hidden truth
+   ``generated_truth.json`` is found (``--truth`` or the dataset's manifest
+   ``source.melon_dir``), a ridge-regression probe of the hidden per-song mood from
+   the embeddings: R^2 and Spearman correlation on the test tracks.
 
 Reference rows. "random-init": an untrained encoder of the same width and input
 layout as the first model, initialised from ``seed``. "popularity": one ranking of
@@ -45,9 +56,19 @@ import torch
 from .embed import DEFAULT_LAYER, embed_hdf5, resolve_checkpoint
 from .h5io import read_labels
 from .metrics import hit_matrix, macro_roc_pr_auc, ranking_metrics, top_k
+from .report import COLUMNS
+from .toy import GENERATED_MARKER, TRUTH_FILE
 
 __all__ = [
     "PLAYLIST_BATCH",
+    "VOTE_PER_TRACK",
+    "continuation_vote_metrics",
+    "dataset_is_generated",
+    "find_truth_file",
+    "load_embedding_file",
+    "load_truth",
+    "mood_probe",
+    "split_embeddings",
     "ROW_KEYS",
     "EvalData",
     "EvalResult",
@@ -55,6 +76,7 @@ __all__ = [
     "continuation_metrics",
     "continuation_queries",
     "evaluate_embeddings",
+    "continuation_degenerate",
     "linear_probe",
     "load_eval_data",
     "major_genre_targets",
@@ -67,17 +89,9 @@ __all__ = [
 
 K = 100
 PLAYLIST_BATCH = 256  # playlists ranked per (batch, n_test) score block
-ROW_KEYS = (
-    "model",
-    "genre_roc_auc",
-    "genre_pr_auc",
-    "tag_roc_auc",
-    "tag_pr_auc",
-    f"recall@{K}",
-    "r_precision",
-    f"ndcg@{K}",
-    f"map@{K}",
-)
+VOTE_PER_TRACK = 100  # test tracks each known track retrieves in the vote protocol
+VOTE_BLOCK = 1024  # known tracks per (block, n_test) similarity block
+ROW_KEYS = COLUMNS  # the table's columns are owned by report.TASK_COLUMNS
 SPLITS = ("train", "val", "test")
 
 
@@ -114,6 +128,9 @@ class EvalData:
     playlists: list[dict] | None  # continuation.json "playlists"
     popularity: dict[str, float] | None
     manifest: dict = field(default_factory=dict)
+    mood: dict[str, np.ndarray] | None = None  # split -> (N,) hidden mood (generated only)
+    generated: bool = False  # the dataset was built from a generated corpus
+    truth_path: Path | None = None
 
 
 def major_genre_targets(labels: np.ndarray, genres: dict) -> tuple[np.ndarray, list[str]]:
@@ -161,7 +178,8 @@ def tag_targets(ids: np.ndarray, track_tags: dict) -> np.ndarray:
     return y
 
 
-def load_eval_data(dataset_dir: str | os.PathLike) -> EvalData:
+def load_eval_data(dataset_dir: str | os.PathLike,
+                   truth: str | os.PathLike | None = None) -> EvalData:
     """Read labels, ids and the side files of a dataset directory.
 
     train.h5, val.h5, test.h5 and genres.json are required (ValueError naming the file
@@ -212,8 +230,13 @@ def load_eval_data(dataset_dir: str | os.PathLike) -> EvalData:
     else:
         _note(f"{root / 'manifest.json'} not found: results.json 'dataset' left empty")
 
+    truth_path = Path(truth) if truth is not None else find_truth_file(root, manifest)
+    if truth is not None and not truth_path.is_file():
+        raise ValueError(f"{truth_path}: truth file not found")
+    mood = load_truth(truth_path, ids) if truth_path is not None else None
     return EvalData(root, ids, genre_y, [str(names_of.get(c, c)) for c in majors],
-                    tag_y, tag_names, playlists, popularity, manifest)
+                    tag_y, tag_names, playlists, popularity, manifest, mood,
+                    dataset_is_generated(root, manifest) or truth_path is not None, truth_path)
 
 
 def linear_probe(
@@ -256,6 +279,154 @@ def linear_probe(
         return np.zeros((xte.shape[0], y_train.shape[1]), dtype=np.float64)
     cols = Parallel(n_jobs=n_jobs)(delayed(fit_one)(y_train[:, j]) for j in range(y_train.shape[1]))
     return np.stack(cols, axis=1).astype(np.float64)
+
+
+def mood_probe(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+    alpha: float = 1.0,
+) -> dict[str, float | None]:
+    """Ridge regression of a scalar (the hidden mood) from embeddings.
+
+    Standardised features, ``Ridge(alpha)`` fitted on the training rows; returns the
+    test-set ``r2`` and ``spearman`` (None when the test truth is constant).
+    """
+    from scipy.stats import spearmanr
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x_train)
+    reg = Ridge(alpha=alpha).fit(scaler.transform(x_train), y_train)
+    pred = reg.predict(scaler.transform(x_test))
+    if len(y_test) < 2 or np.ptp(y_test) == 0:
+        return {"r2": None, "spearman": None}
+    rho = spearmanr(pred, y_test).statistic
+    return {"r2": float(r2_score(y_test, pred)),
+            "spearman": None if not np.isfinite(rho) else float(rho)}
+
+
+def load_embedding_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (N,) int64, embeddings (N, d) float32) of an ``.npz`` as encode.py --hdf5 writes.
+
+    Never unpickles (``allow_pickle=False``). Raises ValueError naming the file for
+    anything else: a pickle, a text file, missing ``ids``/``embeddings``, wrong shapes,
+    non-integer ids, repeated ids or non-finite values.
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: embedding file not found")
+    expected = "expected an .npz with 'ids' (N,) and 'embeddings' (N, d)"
+    try:
+        z = np.load(path, allow_pickle=False)
+    except ValueError:  # numpy's refusal of pickles; also what a text file gets
+        raise ValueError(f"{path}: not an .npy/.npz file (pickled or text data is refused; "
+                         f"{expected})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a readable .npz ({type(e).__name__}; {expected})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: a single array, {expected}")
+    with z:
+        missing = [k for k in ("ids", "embeddings") if k not in z.files]
+        if missing:
+            raise ValueError(f"{path}: missing array '{missing[0]}' ({expected})")
+        try:
+            ids, emb = z["ids"], z["embeddings"]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path}: cannot read its arrays ({type(e).__name__}: object "
+                             f"arrays are refused; {expected})") from None
+    if ids.ndim == 2 and ids.shape[1] == 1:
+        ids = ids[:, 0]
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"{path}: 'ids' must be (N,) integers, got {ids.dtype} {ids.shape}")
+    if emb.ndim != 2 or emb.shape[0] != ids.shape[0] or emb.shape[1] < 1:
+        raise ValueError(f"{path}: 'embeddings' must be (N, d) with N = {ids.shape[0]} ids, "
+                         f"got {emb.shape}")
+    if not np.issubdtype(emb.dtype, np.floating):
+        raise ValueError(f"{path}: 'embeddings' must be floating point, got {emb.dtype}")
+    if np.unique(ids).size != ids.size:
+        raise ValueError(f"{path}: 'ids' holds repeated track ids")
+    emb = np.asarray(emb, dtype=np.float32)
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{path}: non-finite embeddings for {int(bad.sum())} tracks "
+                         f"(first id {int(ids[bad][0])})")
+    return ids.astype(np.int64), emb
+
+
+def split_embeddings(
+    split_ids: dict[str, np.ndarray], ids: np.ndarray, emb: np.ndarray, source: str
+) -> dict[str, np.ndarray]:
+    """Rows of ``emb`` (one per id of ``ids``) for each split's ids, in split order.
+
+    Every track of every split must have an embedding (ValueError naming ``source``,
+    the split, how many are missing and the first missing id); extra ids are ignored.
+    """
+    sorted_ids, order = _index_of(np.asarray(ids, dtype=np.int64))
+    out = {}
+    for s, want in split_ids.items():
+        pos = np.clip(np.searchsorted(sorted_ids, want), 0, max(0, sorted_ids.size - 1))
+        found = sorted_ids[pos] == want if sorted_ids.size else np.zeros(len(want), bool)
+        if not found.all():
+            raise ValueError(f"{source}: no embedding for {int((~found).sum())} of the "
+                             f"{len(want)} {s} tracks (first missing id {int(want[~found][0])})")
+        out[s] = emb[order[pos]]
+    return out
+
+
+def find_truth_file(data_root: Path, manifest: dict) -> Path | None:
+    """``generated_truth.json`` of the corpus a dataset was built from, or None.
+
+    Looked for in the manifest's ``source.melon_dir`` (or a plain string ``source``),
+    as given and relative to the dataset directory.
+    """
+    melon = _melon_dir_of(manifest)
+    if melon is None:
+        return None
+    for cand in (Path(melon), data_root / melon):
+        if (cand / TRUTH_FILE).is_file():
+            return cand / TRUTH_FILE
+    return None
+
+
+def _melon_dir_of(manifest: dict) -> str | None:
+    src = manifest.get("source")
+    if isinstance(src, dict):
+        src = src.get("melon_dir")
+    return src if isinstance(src, str) and src else None
+
+
+def dataset_is_generated(data_root: Path, manifest: dict) -> bool:
+    """True when the dataset's manifest says its source was generated.
+
+    The manifest's ``source.generated`` decides; a manifest without it falls back to
+    the presence of ``generated.json`` in the source Melon directory.
+    """
+    src = manifest.get("source")
+    if isinstance(src, dict) and isinstance(src.get("generated"), bool):
+        return src["generated"]
+    melon = _melon_dir_of(manifest)
+    return melon is not None and any(
+        (c / GENERATED_MARKER).is_file() for c in (Path(melon), data_root / melon))
+
+
+def load_truth(path: Path, split_ids: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Hidden per-song mood for each split's ids from ``generated_truth.json``.
+
+    The file holds ``song_mood``: a list indexed by song id (toy.py writes it).
+    """
+    obj = _read_json(path, ("song_mood",))
+    mood = np.asarray(obj["song_mood"], dtype=np.float64)
+    if mood.ndim != 1:
+        raise ValueError(f"{path}: 'song_mood' must be a list of numbers")
+    out = {}
+    for s, ids in split_ids.items():
+        if ids.size and (ids.min() < 0 or ids.max() >= mood.size):
+            raise ValueError(f"{path}: 'song_mood' has {mood.size} songs but split {s} holds "
+                             f"track id {int(ids.max())}: truth of another corpus?")
+        out[s] = mood[ids]
+    return out
 
 
 def _index_of(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -339,6 +510,66 @@ def continuation_metrics(
         return top_k(queries @ items.T, depth)  # one (batch, n_test) block at a time
 
     return _ranking_batches(held, items.shape[0], k, batch_size, ranks_for)
+
+
+def _vote_rankings(
+    top_idx: np.ndarray, top_sim: np.ndarray, rows: Sequence[np.ndarray], depth: int
+) -> np.ndarray:
+    """(len(rows), depth) vote rankings, padded with -1 where fewer candidates exist.
+
+    ``top_idx``/``top_sim`` (U, m): each known track's retrieved test columns and their
+    similarities; ``rows[p]`` the known tracks (rows of ``top_idx``) of playlist p.
+    """
+    out = np.full((len(rows), depth), -1, dtype=np.int64)
+    for p, r in enumerate(rows):
+        cand, inv, votes = np.unique(top_idx[r].ravel(), return_inverse=True,
+                                     return_counts=True)
+        mean_sim = np.bincount(inv, weights=top_sim[r].ravel().astype(np.float64)) / votes
+        order = np.lexsort((cand, -mean_sim, -votes))[:depth]  # votes, then similarity
+        out[p, : order.size] = cand[order]
+    return out
+
+
+def continuation_vote_metrics(
+    known_emb: np.ndarray,
+    test_emb: np.ndarray,
+    known: list[np.ndarray],
+    held: list[np.ndarray],
+    k: int = K,
+    per_track: int = VOTE_PER_TRACK,
+    batch_size: int = 256,
+    block: int = VOTE_BLOCK,
+) -> dict[str, float]:
+    """The second continuation protocol (PAPER.md section 8), averaged over playlists.
+
+    Each known track used by any playlist retrieves its ``per_track`` most cosine-
+    similar test tracks (computed once per track, ``block`` tracks at a time, so one
+    (block, n_test) float32 block exists at a time). A playlist's candidates are the
+    union of its known tracks' retrievals, ranked by the number of its known tracks
+    that retrieved them, ties by their mean similarity to those tracks, then by lower
+    test row. Test tracks no known track retrieved are never ranked (they count as
+    misses). Returns the metrics of ``ranking_metrics`` keyed with a ``vote_`` prefix.
+    """
+    if not known:
+        return {}
+    items = _l2(test_emb)
+    used = np.unique(np.concatenate(known))
+    m = min(per_track, items.shape[0])
+    top_idx = np.empty((used.size, m), dtype=np.int32)  # int32: 585k x 100 stays 234 MB
+    top_sim = np.empty((used.size, m), dtype=np.float32)
+    for start in range(0, used.size, block):
+        q = _l2(known_emb[used[start : start + block]])
+        sims = q @ items.T  # (block, n_test)
+        idx = top_k(sims, m)
+        top_idx[start : start + len(q)] = idx
+        top_sim[start : start + len(q)] = np.take_along_axis(sims, idx, axis=1)
+    local = [np.searchsorted(used, r) for r in known]  # playlist -> rows of top_idx
+
+    def ranks_for(lo: int, hi: int, depth: int) -> np.ndarray:
+        return _vote_rankings(top_idx, top_sim, local[lo:hi], depth)
+
+    m_out = _ranking_batches(held, items.shape[0], k, batch_size, ranks_for)
+    return {f"vote_{key}": v for key, v in m_out.items()}
 
 
 def popularity_metrics(
@@ -440,11 +671,31 @@ def evaluate_embeddings(
         row["tag_roc_auc"], row["tag_pr_auc"] = t["roc_auc"], t["pr_auc"]
         details["tag_labels_scored"], details["tag_labels_skipped"] = t["n_scored"], t["n_skipped"]
 
-    if queries is not None and queries[0]:
+    if queries is not None and queries[0] and continuation_degenerate(len(x_te), k) is None:
         m = continuation_metrics(x_tr, x_te, queries[0], queries[1], k, batch_size)
         row.update({key: m[key] for key in (f"recall@{k}", "r_precision", f"ndcg@{k}", f"map@{k}")})
+        row.update(continuation_vote_metrics(x_tr, x_te, queries[0], queries[1], k,
+                                             batch_size=batch_size))
         details["playlists"] = len(queries[0])
+
+    if data.mood is not None:
+        y_mood = np.concatenate([data.mood["train"], data.mood["val"]])[probe_rows]
+        mp = mood_probe(x_probe, y_mood, x_te, data.mood["test"])
+        row["mood_r2"], row["mood_spearman"] = mp["r2"], mp["spearman"]
     return row, details
+
+
+def continuation_degenerate(n_candidates: int, k: int = K) -> str | None:
+    """Why continuation cannot be scored with ``n_candidates`` test tracks, or None.
+
+    With k or fewer candidates every ranking holds every held-out track within its
+    top k, so Recall@k is 1.0 even for a random ranking: not a result.
+    """
+    if n_candidates <= k:
+        return (f"continuation not scored: the test split has {n_candidates} candidate "
+                f"tracks, not more than k={k}, so any ranking (random included) would get "
+                f"recall@{k} = 1.0; build a dataset with more than {k} test tracks")
+    return None
 
 
 @dataclass
@@ -453,7 +704,9 @@ class EvalResult:
     details: dict[str, dict[str, Any]]
     test_maps: dict[str, np.ndarray]  # model -> subsampled test embeddings (for plots)
     map_index: np.ndarray  # rows of the test split in the subsample
-    checkpoints: dict[str, str]
+    checkpoints: dict[str, str]  # model name -> checkpoint (models given as checkpoints)
+    sources: dict[str, str] = field(default_factory=dict)  # name -> embedding file(s)
+    notes: list[str] = field(default_factory=list)  # caveats for the report
 
 
 def run_evaluation(
@@ -469,18 +722,39 @@ def run_evaluation(
     progress: bool = True,
     probe_max_train: int | None = None,
     probe_jobs: int = 1,
+    embeddings: Sequence[tuple[str, Sequence[str | os.PathLike]]] = (),
 ) -> EvalResult:
     """Embed every split with each model and the random-init reference, run the tasks.
 
-    Rows come in the order: the given models, "random-init", "popularity". Raises
-    ValueError/FileNotFoundError for a checkpoint that is missing or not an encoder.
+    ``embeddings``: precomputed sets as (name, [.npz files]); the files' ``ids`` must
+    together cover every track of the three splits. Rows come in the order: the given
+    models, the embedding sets, "random-init" (only when a model is given, as it copies
+    the first model's architecture), "popularity". Raises ValueError/FileNotFoundError
+    for a checkpoint that is missing or not an encoder, or a bad embedding file.
     """
     from .models import load_audio_encoder
 
-    if not checkpoints:
-        raise ValueError("no models given")
-    labels = model_names(checkpoints, names)
+    if not checkpoints and not embeddings:
+        raise ValueError("no models and no embedding files given")
+    labels = model_names(checkpoints, names) if checkpoints else []
     paths = [resolve_checkpoint(c) for c in checkpoints]
+    # Precomputed sets are read (and checked) before any model is run.
+    loaded: dict[str, dict[str, np.ndarray]] = {}
+    sources: dict[str, str] = {}
+    for set_name, files in embeddings:
+        if set_name in labels or set_name in loaded:
+            raise ValueError(f"--embeddings: name '{set_name}' is used twice")
+        parts = [load_embedding_file(f) for f in files]
+        ids = np.concatenate([p[0] for p in parts])
+        if np.unique(ids).size != ids.size:
+            raise ValueError(f"--embeddings {set_name}: the files repeat track ids")
+        dims = {p[1].shape[1] for p in parts}
+        if len(dims) != 1:
+            raise ValueError(f"--embeddings {set_name}: the files differ in width {sorted(dims)}")
+        source = ",".join(str(f) for f in files)
+        loaded[set_name] = split_embeddings(data.ids, ids, np.concatenate([p[1] for p in parts]),
+                                            source)
+        sources[set_name] = source
     encoders = []
     for p in paths:
         with warnings.catch_warnings(record=True) as caught:
@@ -488,13 +762,15 @@ def run_evaluation(
             encoders.append(load_audio_encoder(p, input_layout=input_layout, map_location="cpu"))
         for w in caught:
             _note(str(w.message))
-    ref_name = "random-init"
-    while ref_name in labels:
-        ref_name += "'"
-    first = encoders[0]
-    encoders.append(random_init_encoder(first.width, first.input_layout, seed))
-    labels.append(ref_name)
+    if encoders:
+        ref_name = "random-init"
+        while ref_name in labels or ref_name in loaded:
+            ref_name += "'"
+        first = encoders[0]
+        encoders.append(random_init_encoder(first.width, first.input_layout, seed))
+        labels.append(ref_name)
 
+    notes: list[str] = []
     queries = None
     if data.playlists is not None:
         known_ids = np.concatenate([data.ids["train"], data.ids["val"]])
@@ -503,13 +779,16 @@ def run_evaluation(
             _note(f"continuation: {skipped} playlists without known or held-out tracks "
                   "in the splits skipped")
         queries = (known, held)
+        why = continuation_degenerate(len(data.ids["test"]))
+        if why is not None and known:
+            print(f"warning: {why}", file=sys.stderr)
+            notes.append(why)
 
     rng = np.random.default_rng(seed)
     n_test = len(data.ids["test"])
     map_index = np.sort(rng.choice(n_test, size=min(map_points, n_test), replace=False))
 
-    rows, details, maps = [], {}, {}
-    for name, enc in zip(labels, encoders):
+    def embed_all(name: str, enc: torch.nn.Module) -> dict[str, np.ndarray]:
         emb = {}
         for s in SPLITS:
             res = embed_hdf5(enc, data.root / f"{s}.h5", layer, device, batch_size,
@@ -524,15 +803,24 @@ def run_evaluation(
                     "NaN in dataset/data?)"
                 )
             emb[s] = res["embeddings"]
+        enc.cpu()
+        return emb
+
+    jobs = [(n, lambda n=n, e=e: embed_all(n, e)) for n, e in zip(labels, encoders)]
+    jobs[len(paths):len(paths)] = [(n, lambda e=e: e) for n, e in loaded.items()]
+    rows, details, maps = [], {}, {}
+    for name, get in jobs:
+        emb = get()
         row, det = evaluate_embeddings(emb, data, seed, K, PLAYLIST_BATCH, queries,
                                        probe_max_train, probe_jobs)
         row["model"] = name
         rows.append(row)
         details[name] = det
         maps[name] = emb["test"][map_index]
-        enc.cpu()
+        loaded.pop(name, None)  # free a precomputed set once scored
 
-    if queries is not None and queries[0] and data.popularity is not None:
+    if (queries is not None and queries[0] and data.popularity is not None
+            and continuation_degenerate(n_test) is None):
         row = {key: None for key in ROW_KEYS}
         row["model"] = "popularity"
         row.update(popularity_metrics(data.ids["test"], data.popularity, queries[1], K,
@@ -540,4 +828,4 @@ def run_evaluation(
         rows.append(row)
         details["popularity"] = {"playlists": len(queries[1])}
     ckpts = {n: str(p) for n, p in zip(labels, paths)}
-    return EvalResult(rows, details, maps, map_index, ckpts)
+    return EvalResult(rows, details, maps, map_index, ckpts, sources, notes)

@@ -31,6 +31,7 @@ __all__ = [
     "TASK_COLUMNS",
     "find_metrics_csv",
     "format_markdown",
+    "table_columns",
     "plot_embedding_maps",
     "plot_loss_curves",
     "plot_metric_bars",
@@ -42,8 +43,17 @@ TASK_COLUMNS: dict[str, tuple[str, ...]] = {
     "genre": ("genre_roc_auc", "genre_pr_auc"),
     "tagging": ("tag_roc_auc", "tag_pr_auc"),
     "continuation": ("recall@100", "r_precision", "ndcg@100", "map@100"),
+    "continuation_vote": ("vote_recall@100", "vote_r_precision", "vote_ndcg@100",
+                          "vote_map@100"),
+    "mood": ("mood_r2", "mood_spearman"),
 }
 COLUMNS = ("model", *(c for cols in TASK_COLUMNS.values() for c in cols))
+#: Tasks that only some datasets have: left out of the Markdown table when no row has them.
+OPTIONAL_TASKS = ("mood",)
+GENERATED_NOTE = (
+    "Generated corpus: these numbers come from data written by a generator, not from "
+    "real music; models trained on it are useless for real music."
+)
 
 LEGEND = """\
 Genre and tagging: linear probe (standardised features, logistic regression one-vs-rest)
@@ -52,6 +62,10 @@ precision) macro over major genres / the top-50 playlist tags. Continuation: for
 playlist with tracks in train/val and in test, all test tracks ranked by cosine
 similarity to the mean of the playlist's known tracks' normalised embeddings; held-out
 test tracks scored with Recall@100, R-precision, NDCG@100, MAP@100 (mean over playlists).
+vote_*: the same metrics for the second protocol (each known track retrieves its 100
+most similar test tracks; candidates ranked by how many known tracks retrieved them,
+ties by mean similarity). mood (generated corpora only): ridge probe of the generator's
+hidden per-song mood, R^2 and Spearman on test tracks.
 random-init: untrained encoder of the first model's architecture. popularity: test
 tracks ranked by their playlist count in popularity.json (which includes the evaluated
 playlists, so it is an optimistic reference). Empty cells: not applicable."""
@@ -65,11 +79,19 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def table_columns(rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """COLUMNS without the optional tasks that no row has a value for."""
+    drop = {c for t in OPTIONAL_TASKS for c in TASK_COLUMNS[t]
+            if all(r.get(c) is None for r in rows)}
+    return tuple(c for c in COLUMNS if c not in drop)
+
+
 def format_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The results as a Markdown table (4 decimals, empty where not applicable)."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    cols = table_columns(rows)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -87,14 +109,23 @@ def write_tables(
     rows: Sequence[dict[str, Any]],
     manifest: dict,
     extra: dict[str, Any] | None = None,
+    generated: bool = False,
+    notes: Sequence[str] = (),
 ) -> dict[str, Path]:
-    """Write results.md, results.csv and results.json; return their paths."""
+    """Write results.md, results.csv and results.json; return their paths.
+
+    ``generated`` marks results on a generated corpus (a line saying so heads
+    results.md); ``notes`` are printed under the table (e.g. why a task is empty).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clean_rows = [{c: _clean(r.get(c)) for c in COLUMNS} for r in rows]
     paths = {"md": out / "results.md", "csv": out / "results.csv", "json": out / "results.json"}
 
-    md = "# Evaluation results\n\n" + format_markdown(clean_rows) + "\n" + LEGEND + "\n"
+    title = "# Evaluation results (generated corpus)" if generated else "# Evaluation results"
+    head = f"{title}\n\n" + (f"{GENERATED_NOTE}\n\n" if generated else "")
+    tail = "".join(f"\nNote: {n}\n" for n in notes)
+    md = head + format_markdown(clean_rows) + "\n" + LEGEND + "\n" + tail
     with atomic_path(paths["md"]) as tmp:
         tmp.write_text(md, encoding="utf-8")
 
@@ -106,7 +137,8 @@ def write_tables(
     with atomic_path(paths["csv"]) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
 
-    payload = {"dataset": manifest, "rows": clean_rows}
+    payload = {"dataset": manifest, "generated_corpus": bool(generated), "rows": clean_rows,
+               "notes": list(notes)}
     if extra:
         payload.update(extra)
     write_json(paths["json"], payload)
@@ -131,8 +163,16 @@ def _pyplot():
     return plt
 
 
-def plot_metric_bars(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike) -> list[Path]:
-    """One grouped bar chart per task (models x metrics); tasks with no values are skipped."""
+def _corpus_suffix(generated: bool) -> str:
+    return " (generated corpus)" if generated else ""
+
+
+def plot_metric_bars(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike,
+                     generated: bool = False) -> list[Path]:
+    """One grouped bar chart per task (models x metrics); tasks with no values are skipped.
+
+    ``generated`` adds "(generated corpus)" to every title.
+    """
     plt = _pyplot()
     out = Path(out_dir)
     written = []
@@ -147,8 +187,10 @@ def plot_metric_bars(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike)
             vals = [np.nan if r.get(c) is None else float(r[c]) for c in cols]
             ax.bar(x + (i - (len(models) - 1) / 2) * width, vals, width, label=str(r["model"]))
         ax.set_xticks(x, cols)
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{task}")
+        lowest = min((float(r[c]) for r in models for c in cols if r.get(c) is not None),
+                     default=0.0)
+        ax.set_ylim(min(0.0, lowest), 1)  # R^2 of the mood probe can be negative
+        ax.set_title(f"{task}{_corpus_suffix(generated)}")
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.grid(axis="y", alpha=0.3)
         written.append(_save_figure(fig, out / f"bars_{task}.png"))
@@ -160,6 +202,7 @@ def plot_embedding_maps(
     genre_y: np.ndarray,
     genre_names: Sequence[str],
     path: str | os.PathLike,
+    generated: bool = False,
 ) -> Path:
     """2-D PCA of each model's test-embedding subsample, coloured by major genre.
 
@@ -199,7 +242,7 @@ def plot_embedding_maps(
             handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize="x-small",
             markerscale=3, bbox_to_anchor=(0.5, -0.02 - 0.02 * math.ceil(len(labels) / 6)),
         )
-    fig.suptitle("Test embeddings (PCA), coloured by major genre")
+    fig.suptitle("Test embeddings (PCA), coloured by major genre" + _corpus_suffix(generated))
     return _save_figure(fig, Path(path))
 
 
@@ -253,7 +296,8 @@ def read_loss_curves(
     return x_name or "row", curves
 
 
-def plot_loss_curves(csv_paths: dict[str, Path], path: str | os.PathLike) -> Path | None:
+def plot_loss_curves(csv_paths: dict[str, Path], path: str | os.PathLike,
+                     generated: bool = False) -> Path | None:
     """One panel per model with its loss columns against epochs; None if nothing to plot."""
     data = {}
     for name, p in csv_paths.items():
@@ -281,5 +325,5 @@ def plot_loss_curves(csv_paths: dict[str, Path], path: str | os.PathLike) -> Pat
         ax.legend(fontsize="x-small")
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    fig.suptitle("Training curves")
+    fig.suptitle("Training curves" + _corpus_suffix(generated))
     return _save_figure(fig, Path(path))

@@ -33,8 +33,11 @@ and tags complete (no masking): the pipeline builds its CF matrix from all playl
 ``defects=True`` plants the real dataset's problems (missing, corrupt, all-zero,
 too-short, wrong-band-count and NaN mel files; songs with empty genre baskets) and the
 returned summary names the affected ids so tests can check a reader skips exactly
-those. The hidden truth (per-song genre and mood, playlist themes) is returned in the
-summary's ``"truth"`` entry and never written to disk.
+those. The hidden truth (per-song genres and mood, playlist themes) is returned in the
+summary's ``"truth"`` entry and written to ``generated_truth.json``, next to
+``generated.json`` (the generator and its arguments). Neither file is part of the
+Melon layout: dataset creation and training never read them, only evaluation does
+(the mood probe) and the "generated corpus" labels of its reports.
 
 Everything is deterministic in ``seed``: the same arguments give byte-identical files.
 Each song's mel is drawn from its own random stream (seeded by ``seed`` and the song
@@ -493,6 +496,25 @@ def _dump_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
 
 
+#: Side files outside the Melon layout (the contract shared by every generator).
+GENERATED_MARKER = "generated.json"
+TRUTH_FILE = "generated_truth.json"
+
+
+def _truth_json(cat: dict[str, Any], themes: list[dict[str, Any]], plist: list[dict[str, Any]],
+                generator: dict[str, Any]) -> dict[str, Any]:
+    """The hidden truth, keyed so evaluation can read it without this module."""
+    return {
+        "generator": generator,
+        "song_mood": [round(float(x), 4) for x in cat["mood"]],  # index = song id
+        "song_major_genres": [[_code(k) for k in mj] for mj in cat["majors"]],
+        "song_detail_genres": [[_code(k, d) for k, d in dt] for dt in cat["details"]],
+        "playlist_themes": {str(pl["id"]): {"major_genres": [_code(k) for k in th["majors"]],
+                                            "mood": round(th["mood"], 4)}
+                            for pl, th in zip(plist, themes)},
+    }
+
+
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise FileExistsError(f"{out} exists and is not empty (pass force=True to replace it)")
@@ -511,7 +533,7 @@ def make_toy_melon(out: Path, songs: int = 2000, playlists: int = 1000, frames: 
     ``n_major``, ``n_detail``, ``frames``, ``songs_in_playlists``, ...), ``defects``
     (defect kind -> sorted song ids; every kind present, empty lists when
     ``defects=False``) and ``truth`` (the hidden per-song major genre and mood and the
-    playlist themes; not written to disk).
+    playlist themes; also written to ``generated_truth.json``).
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -561,6 +583,11 @@ def make_toy_melon(out: Path, songs: int = 2000, playlists: int = 1000, frames: 
             _dump_json(tmp / f"{split}.json", [plist[p] for p in idx])
         _dump_json(tmp / "song_meta.json", meta)
         _dump_json(tmp / "genre_gn_all.json", _genre_table(genres))
+        generator = {"generator": "musicrep.toy.make_toy_melon", "seed": seed, "songs": songs,
+                     "playlists": playlists, "frames": frames, "n_major": n_major,
+                     "defects": defects, "mel_dtype": np.dtype(mel_dtype).name}
+        _dump_json(tmp / GENERATED_MARKER, generator)
+        _dump_json(tmp / TRUTH_FILE, _truth_json(cat, themes, plist, generator))
         for folder in range((songs - 1) // 1000 + 1):
             (tmp / "arena_mel" / str(folder)).mkdir(parents=True)
         for i in range(songs):

@@ -1,0 +1,41 @@
+"""bench/melon_scale.py: the Melon-size generator writes a corpus the readers accept."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import numpy as np
+
+from musicrep.melon import load_mel, read_genre_names, read_playlists, read_song_meta
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = runpy.run_path(str(REPO / "bench" / "melon_scale.py"))
+
+
+def test_generator_sizes_layout_and_marker(tmp_path) -> None:
+    out = tmp_path / "melon"
+    BENCH["generate"](out, 0.001, seed=0)
+    n = BENCH["sizes"](0.001)
+    songs = read_song_meta(out)
+    playlists = read_playlists(out)
+    genres = read_genre_names(out)
+    assert len(songs) == n["songs"] and len(playlists) == n["playlists"]
+    assert len(genres) == 254 and sum(c.endswith("00") for c in genres) == 30
+    assert all(s.genres and s.detail_genres for s in songs)
+    lengths = np.array([len(p.songs) for p in playlists])
+    assert 1 <= lengths.min() and lengths.max() <= 200 and 20 < lengths.mean() < 50
+    counts = np.bincount(np.concatenate([p.songs for p in playlists]), minlength=len(songs))
+    assert counts.max() > 20 * np.median(counts[counts > 0])  # popularity skew
+    mel = load_mel(out, 7, min_frames=256)
+    assert mel.shape == (48, 300) and mel.dtype == np.float16
+    marker = json.loads((out / "generated.json").read_text())
+    assert marker["generator"] == "bench.melon_scale.generate" and marker["seed"] == 0
+
+
+def test_refuses_nonempty_work_dir(tmp_path, capsys) -> None:
+    (tmp_path / "x").write_text("user file")
+    rc = BENCH["main"](["--scale", "0.001", "--work-dir", str(tmp_path)])
+    assert rc == 2 and "not empty" in capsys.readouterr().err
+    assert (tmp_path / "x").read_text() == "user file"
