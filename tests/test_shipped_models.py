@@ -11,7 +11,8 @@ import pytest
 import soundfile as sf
 
 from musicrep.config import PAPER_CONFIGS
-from musicrep.models import AudioEncoder, load_audio_encoder
+from musicrep.checkpoint import load_audio_encoder
+from musicrep.models import AudioEncoder
 
 from .conftest import REPO
 

@@ -17,7 +17,8 @@ from musicrep.checkpoint import load_checkpoint
 from musicrep.cli import main
 from musicrep.config import PAPER_CONFIGS
 from musicrep.data import TrackDataset, genre_tokens
-from musicrep.models import AudioEncoder, load_audio_encoder
+from musicrep.checkpoint import load_audio_encoder
+from musicrep.models import AudioEncoder
 
 from .synth import write_synthetic_dataset
 

@@ -487,7 +487,7 @@ def run_evaluation(
     Rows come in the order: the given models, "random-init", "popularity". Raises
     ValueError/FileNotFoundError for a checkpoint that is missing or not an encoder.
     """
-    from .models import load_audio_encoder
+    from .checkpoint import load_audio_encoder
 
     if not checkpoints:
         raise ValueError("no models given")
