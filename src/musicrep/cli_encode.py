@@ -181,6 +181,8 @@ def _run(args: argparse.Namespace) -> int:
             "no audio files found in the given directories"
         print(f"error: {what}; nothing written", file=sys.stderr)
         return 2
+    print(f"encoding {len(files)} files with {enc.checkpoint} ({enc.info['precision']})",
+          file=sys.stderr, flush=True)
     res = enc.embed_files(
         files, keep_chunks=args.chunks, segment=segment, progress=not args.quiet,
         on_problem=lambda kind, msg: print(msg if kind == "skipped" else f"note: {msg}",
