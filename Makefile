@@ -39,7 +39,7 @@ DEMO_BATCH ?= 16
 DEMO_SET := epochs=$(DEMO_EPOCHS) width=$(DEMO_WIDTH) batch_size=$(DEMO_BATCH)
 CONFIGS := baseline_MF baseline_gnr baseline_MF_gnr contrastive_MF contrastive_gnr contrastive_MF_gnr
 
-demo: $(DEMO_REPORT)/results.json
+demo: $(DEMO_REPORT)/results.json $(DEMO_REPORT)/explorer/index.html
 	@cat $(DEMO_REPORT)/results.md
 
 $(DEMO_DATA)/melon/song_meta.json: | $(STAMP)
@@ -57,6 +57,10 @@ $(DEMO_RUNS)/%/audio_encoder.pt: $(DEMO_DATA)/dataset/embedding_matrix_128.npy
 
 $(DEMO_REPORT)/results.json: $(foreach c,$(CONFIGS),$(DEMO_RUNS)/$(c)/audio_encoder.pt)
 	$(PY) evaluate.py --dataset $(DEMO_DATA)/dataset --models $^ --out $(DEMO_REPORT) --seed 0
+
+# The explorer page of the best model (ndcg@100) in results.json.
+$(DEMO_REPORT)/explorer/index.html: $(DEMO_REPORT)/results.json
+	$(PY) explore.py --best-of $< --dataset $(DEMO_DATA)/dataset --out $(DEMO_REPORT)/explorer --seed 0 --quiet
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_REPORT) $(foreach c,$(CONFIGS),$(DEMO_RUNS)/$(c))

@@ -30,10 +30,12 @@ def _encode_main():
 
 @pytest.fixture(scope="module")
 def encoder_file(tmp_path_factory) -> Path:
-    """A random width-0.125 encoder saved as a plain (original-format) state dict."""
+    """A random width-0.125 encoder saved as a plain (original-format) state dict, with
+    the config.json that says its layout ('reference', as the authors' files)."""
     path = tmp_path_factory.mktemp("ckpt") / "audio_encoder.pt"
     torch.manual_seed(0)
     torch.save(AudioEncoder(width=0.125).state_dict(), path)
+    (path.parent / "config.json").write_text('{"input_layout": "reference"}')
     return path
 
 
@@ -58,7 +60,7 @@ def test_cli_files_with_bad_and_short(encoder_file, audio_dir, tmp_path) -> None
     out = tmp_path / "emb.npz"
     proc = subprocess.run(
         [sys.executable, str(ENCODE), "--checkpoint", str(encoder_file), str(audio_dir),
-         "--out", str(out), "--device", "cpu", "--quiet"],
+         "--out", str(out), "--device", "cpu", "--quiet", "--precision", "fp32"],
         check=False, capture_output=True, text=True, timeout=120,
         env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
     )
@@ -79,7 +81,7 @@ def test_cli_files_with_bad_and_short(encoder_file, audio_dir, tmp_path) -> None
     assert [Path(p["path"]).name for p in report["padded"]] == ["noise.flac"]
 
     # The stored embedding is the mean over chunks of the encoder's z_d, recomputed here
-    # by hand (the plain state dict is an original-format file: 'reference' layout).
+    # by hand (its config.json says 'reference' layout).
     enc = AudioEncoder(width=0.125, input_layout="reference")
     enc.load_state_dict(torch.load(encoder_file, weights_only=True))
     chunks, _ = track_chunks(mel_to_frames(file_mel(audio_dir / "tone.wav")))

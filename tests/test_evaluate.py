@@ -146,6 +146,7 @@ def test_evaluate_cli_end_to_end(eval_dataset, tmp_path, capsys) -> None:
         torch.manual_seed(seed)
         path = tmp_path / "models" / name / "audio_encoder.pt"
         torch.save(AudioEncoder(width=0.125).state_dict(), path)
+        (path.parent / "config.json").write_text('{"input_layout": "transpose"}')
         models.append(str(path))
     (tmp_path / "models" / "alpha" / "metrics.csv").write_text(
         "epoch,train_loss,val_loss\n1,4.0,4.2\n2,3.1,3.6\n3,2.5,3.2\n"

@@ -14,8 +14,8 @@ from musicrep.models import (
     GenreEncoder,
     count_parameters,
     crop_to_input,
-    load_audio_encoder,
 )
+from musicrep.checkpoint import load_audio_encoder
 
 # Keys, shapes and dtypes of the authors' published audio_encoder.pt state dicts
 # (a copy of shared/reference/original_audio_encoder_state_dict.tsv).
@@ -66,8 +66,9 @@ def test_original_plain_state_dict_loads_strict(tmp_path):
     sd = manifest_state_dict()
     path = tmp_path / "audio_encoder.pt"
     torch.save(sd, path)
-    with pytest.warns(UserWarning, match="reference"):
-        m = load_audio_encoder(path)  # no layout anywhere: the authors' reshape
+    with pytest.raises(ValueError, match="audio_encoder.pt.*input.layout reference"):
+        load_audio_encoder(path)  # no layout anywhere: refused, not guessed
+    m = load_audio_encoder(path, input_layout="reference")  # the authors' reshape
     assert m.input_layout == "reference" and m.width == 1.0 and not m.training
     for k, v in m.state_dict().items():
         assert torch.equal(v, sd[k])

@@ -18,7 +18,8 @@ from musicrep.cli import main
 from musicrep.config import PAPER_CONFIGS, build_config
 from musicrep.data import TrackDataset
 from musicrep.h5io import read_split_info
-from musicrep.models import AudioEncoder, load_audio_encoder
+from musicrep.checkpoint import load_audio_encoder
+from musicrep.models import AudioEncoder
 from musicrep.views import genre_tokens, make_views
 
 from .synth import write_synthetic_dataset

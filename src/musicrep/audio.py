@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +46,16 @@ __all__ = [
     "POWER_FLOOR",
     "SAMPLE_RATE",
     "AudioError",
+    "file_frames",
     "file_mel",
+    "iter_audio_blocks",
+    "iter_mel_frames",
     "load_audio",
     "mel_filterbank",
     "mel_spectrogram_db",
     "mel_to_frames",
     "n_frames_for",
+    "resample",
 ]
 
 SAMPLE_RATE = 16000
@@ -103,6 +108,50 @@ def _read_librosa(path: Path, offset: float, duration: float | None) -> tuple[np
     return data, int(sr)
 
 
+def _decode_error(path: Path, err: BaseException) -> AudioError:
+    """An AudioError naming why `path` (which exists) could not be decoded.
+
+    libsndfile reports some unreadable files as "File does not exist or is not a
+    regular file"; the file does exist here, so that text would send the user looking
+    in the wrong place: it is replaced by what is known (size, extension).
+    """
+    text = str(err).strip()
+    reason = text.splitlines()[0] if text else type(err).__name__
+    if "does not exist" in reason.lower() or "no such file" in reason.lower():
+        reason = "libsndfile and audioread do not recognise its contents"
+    size = path.stat().st_size
+    if size == 0:
+        return AudioError(f"{path}: cannot decode audio (the file is empty: 0 bytes)")
+    return AudioError(
+        f"{path}: cannot decode audio: corrupt or unsupported {path.suffix or 'file'} "
+        f"({size} bytes; {reason})"
+    )
+
+
+def _check_window(path: Path, offset: float, duration: float | None) -> None:
+    if offset < 0 or (duration is not None and duration <= 0):
+        raise AudioError(f"{path}: offset must be >= 0 and duration > 0")
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: permission denied (not readable)")
+
+
+def resample(y: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample a mono signal (soxr, high quality); float32 out, a copy-free no-op if equal."""
+    if int(orig_sr) <= 0:
+        raise ValueError(f"sample rate must be a positive integer, got {orig_sr!r}")
+    y = np.asarray(y, dtype=np.float32)
+    if int(orig_sr) == int(target_sr):
+        return y
+    import librosa
+
+    out = librosa.resample(y, orig_sr=int(orig_sr), target_sr=int(target_sr), res_type="soxr_hq")
+    return np.asarray(out, dtype=np.float32)
+
+
 def load_audio(
     path: str | os.PathLike,
     sample_rate: int = SAMPLE_RATE,
@@ -113,14 +162,12 @@ def load_audio(
 
     ``offset`` and ``duration`` (seconds) select a window of the file; a window past
     the end gives whatever audio is there (possibly none). Raises ``AudioError``
-    (message starting with the path) when the file cannot be decoded or holds no
-    samples or non-finite samples.
+    (message starting with the path) when the file is missing, cannot be decoded, or
+    holds no samples or non-finite samples. Holds the whole signal: for long files use
+    ``iter_audio_blocks``.
     """
     path = Path(path)
-    if offset < 0 or (duration is not None and duration <= 0):
-        raise AudioError(f"{path}: offset must be >= 0 and duration > 0")
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
+    _check_window(path, offset, duration)
     try:
         data, sr = _read_soundfile(path, offset, duration)
     # soundfile and audioread raise many unrelated exception types for undecodable
@@ -129,21 +176,94 @@ def load_audio(
         try:
             data, sr = _read_librosa(path, offset, duration)
         except Exception:  # noqa: BLE001
-            text = str(sf_err).strip()
-            reason = text.splitlines()[0] if text else type(sf_err).__name__
-            raise AudioError(f"{path}: cannot decode audio ({reason})") from None
+            raise _decode_error(path, sf_err) from None
     if data.size == 0:
         where = " in the requested segment" if offset else ""
         raise AudioError(f"{path}: no audio samples{where}")
     y = data.mean(axis=1, dtype=np.float64).astype(np.float32)
     if not np.isfinite(y).all():
         raise AudioError(f"{path}: audio contains NaN or infinite samples")
-    if sr != sample_rate:
-        import librosa
+    return resample(y, sr, sample_rate)
 
-        y = librosa.resample(y, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
-        y = np.asarray(y, dtype=np.float32)
-    return y
+
+BLOCK_SECONDS = 30.0  # decoding block of iter_audio_blocks: bounds memory on long files
+
+
+def iter_audio_blocks(
+    path: str | os.PathLike,
+    sample_rate: int = SAMPLE_RATE,
+    offset: float = 0.0,
+    duration: float | None = None,
+    block_seconds: float = BLOCK_SECONDS,
+) -> Iterator[np.ndarray]:
+    """Decode ``path`` block by block: mono float32 blocks at ``sample_rate``.
+
+    The concatenated blocks equal ``load_audio`` of the same window (up to the
+    resampler's rounding), but memory holds one block of about ``block_seconds``, so an
+    hour-long file costs no more than a short one. Files libsndfile cannot read go
+    through librosa/audioread whole (bounded by the file's length, not the block).
+    Raises ``AudioError`` as ``load_audio`` does; the first block is checked before
+    anything is yielded.
+    """
+    import soundfile as sf
+    import soxr
+
+    path = Path(path)
+    _check_window(path, offset, duration)
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as sf_err:  # noqa: BLE001 -- not for libsndfile: decode it whole
+        try:
+            data, sr = _read_librosa(path, offset, duration)
+        except Exception:  # noqa: BLE001
+            raise _decode_error(path, sf_err) from None
+        if data.size == 0:
+            raise AudioError(f"{path}: no audio samples" + (" in the requested segment"
+                                                              if offset else ""))
+        y = resample(data.mean(axis=1, dtype=np.float64), sr, sample_rate)
+        if not np.isfinite(y).all():
+            raise AudioError(f"{path}: audio contains NaN or infinite samples")
+        step = max(1, int(block_seconds * sample_rate))
+        for start in range(0, len(y), step):
+            yield y[start : start + step]
+        return
+    with f:
+        sr = int(f.samplerate)
+        start = round(offset * sr)
+        if start > 0 and f.frames >= 0 and start >= f.frames:
+            raise AudioError(f"{path}: no audio samples in the requested segment")
+        try:
+            if start > 0:
+                f.seek(start)
+        except Exception as e:  # noqa: BLE001
+            raise _decode_error(path, e) from None
+        left = -1 if duration is None else round(duration * sr)
+        stream = None if sr == sample_rate else soxr.ResampleStream(
+            sr, sample_rate, 1, dtype="float32", quality="HQ")
+        step = max(1, int(block_seconds * sr))
+        total = 0
+        while left != 0:
+            n = step if left < 0 else min(step, left)
+            try:
+                data = f.read(frames=n, dtype="float32", always_2d=True)
+            except Exception as e:  # noqa: BLE001
+                raise _decode_error(path, e) from None
+            last = len(data) < n or (left > 0 and left - len(data) == 0)
+            if left > 0:
+                left -= len(data)
+            y = data.mean(axis=1, dtype=np.float64).astype(np.float32)
+            if not np.isfinite(y).all():
+                raise AudioError(f"{path}: audio contains NaN or infinite samples")
+            total += len(y)
+            if stream is not None:
+                y = stream.resample_chunk(y, last=last)
+            if len(y):
+                yield y
+            if last:
+                break
+        if total == 0:
+            where = " in the requested segment" if offset else ""
+            raise AudioError(f"{path}: no audio samples{where}")
 
 
 def mel_filterbank(
@@ -167,30 +287,80 @@ def mel_filterbank(
 def mel_spectrogram_db(y: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """(48, T) float32 mel spectrogram in dB (20 * log10 of mel power, floor -200 dB).
 
-    ``y`` is a mono signal already at ``sample_rate`` (16 kHz for Melon-compatible
-    output); T = 1 + len(y) // 256.
+    ``y`` is a mono signal at 16 kHz (resample first: ``resample``); any other
+    ``sample_rate`` raises ValueError, since the frame and hop sizes are fixed in
+    samples and would silently cover other durations. T = 1 + len(y) // 256.
     """
     import librosa
-    import scipy.signal
 
+    if sample_rate != SAMPLE_RATE:
+        raise ValueError(
+            f"mel_spectrogram_db: the signal must be at {SAMPLE_RATE} Hz, got {sample_rate}; "
+            "resample it first (musicrep.audio.resample)"
+        )
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1 or y.size == 0:
         raise ValueError(
             f"mel_spectrogram_db: expected a non-empty 1-D signal, got shape {y.shape}"
         )
-    # Symmetric Hann (Essentia's definition), no window normalisation.
-    window = scipy.signal.get_window("hann", FRAME_SIZE, fftbins=False)
     spec = librosa.stft(
         y,
         n_fft=FRAME_SIZE,
         hop_length=HOP_SIZE,
-        window=window,
+        window=_hann(),
         center=True,
         pad_mode="constant",
     )
+    return _power_to_db(spec)
+
+
+def _hann() -> np.ndarray:
+    """Symmetric Hann (Essentia's definition), no window normalisation."""
+    import scipy.signal
+
+    return scipy.signal.get_window("hann", FRAME_SIZE, fftbins=False)
+
+
+def _power_to_db(spec: np.ndarray) -> np.ndarray:
+    """(257, T) complex STFT -> (48, T) float32 mel dB."""
     power = np.abs(spec).astype(np.float64) ** 2
-    mel_power = mel_filterbank(sample_rate) @ power
+    mel_power = mel_filterbank(SAMPLE_RATE) @ power
     return (20.0 * np.log10(np.maximum(mel_power, POWER_FLOOR))).astype(np.float32)
+
+
+def iter_mel_frames(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """16 kHz signal blocks -> (t, 48) mel frame blocks (frames x bands), streamed.
+
+    The concatenated output equals ``mel_to_frames(mel_spectrogram_db(whole signal))``:
+    frame i is centred on sample 256 i with zero padding at both ends, so the carry
+    between blocks is the last 256 samples. Memory holds about one input block.
+    """
+    import librosa
+
+    half = FRAME_SIZE // 2
+    carry = np.zeros(half, dtype=np.float32)  # the centred first frame's zero padding
+    window = _hann()
+    n_seen = 0
+
+    def frames(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = (len(buf) - FRAME_SIZE) // HOP_SIZE + 1
+        if n <= 0:
+            return np.zeros((0, N_MELS), np.float32), buf
+        spec = librosa.stft(buf[: (n - 1) * HOP_SIZE + FRAME_SIZE], n_fft=FRAME_SIZE,
+                            hop_length=HOP_SIZE, window=window, center=False)
+        return mel_to_frames(_power_to_db(spec)), buf[n * HOP_SIZE :]
+
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        n_seen += len(block)
+        out, carry = frames(np.concatenate([carry, block]))
+        if len(out):
+            yield out
+    if n_seen == 0:
+        return
+    out, _ = frames(np.concatenate([carry, np.zeros(half, dtype=np.float32)]))
+    if len(out):
+        yield out
 
 
 def mel_to_frames(mel: np.ndarray) -> np.ndarray:
@@ -212,11 +382,34 @@ def file_mel(
     Raises ``AudioError`` for unreadable or empty files, and for signals shorter than
     one analysis frame (512 samples = 32 ms at 16 kHz).
     """
+    frames, n_samples = file_frames(path, segment)
+    return np.ascontiguousarray(frames.T)
+
+
+def file_frames(
+    path: str | os.PathLike,
+    segment: tuple[float, float] | None = None,
+    block_seconds: float = BLOCK_SECONDS,
+) -> tuple[np.ndarray, int]:
+    """(T, 48) mel frames of a file and its length in 16 kHz samples, decoded in blocks.
+
+    As ``file_mel`` (same errors), in the (frames, bands) layout the encoder takes.
+    """
     offset, duration = (0.0, None) if segment is None else (float(segment[0]), float(segment[1]))
-    y = load_audio(path, SAMPLE_RATE, offset=offset, duration=duration)
-    if y.size < FRAME_SIZE:
-        raise AudioError(
-            f"{path}: too short ({y.size} samples at {SAMPLE_RATE} Hz, "
-            f"fewer than one {FRAME_SIZE}-sample frame)"
-        )
-    return mel_spectrogram_db(y, SAMPLE_RATE)
+    blocks = list(iter_mel_frames(_counted(iter_audio_blocks(
+        path, SAMPLE_RATE, offset, duration, block_seconds), counter := [0])))
+    if counter[0] < FRAME_SIZE:
+        raise AudioError(too_short_message(path, counter[0]))
+    return np.concatenate(blocks), counter[0]
+
+
+def too_short_message(path: str | os.PathLike, n_samples: int) -> str:
+    return (f"{path}: too short ({n_samples} samples at {SAMPLE_RATE} Hz, "
+            f"fewer than one {FRAME_SIZE}-sample frame)")
+
+
+def _counted(blocks: Iterable[np.ndarray], counter: list[int]) -> Iterator[np.ndarray]:
+    """Pass blocks through, adding their lengths to counter[0]."""
+    for b in blocks:
+        counter[0] += len(b)
+        yield b

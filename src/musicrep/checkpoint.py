@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from .config import ConfigError, TrainConfig
+from .models import CONV_BLOCKS, AudioEncoder
 
 FORMAT = "musicrep-checkpoint/1"
 
@@ -158,3 +159,85 @@ def restore(
     else:  # resumed with another number of processes: reseed, deterministically
         torch.manual_seed(cfg.seed + 1 + rank + 7919 * int(ckpt["epoch"]))
     return int(ckpt["global_step"]), float(ckpt["best_val"])
+
+
+def _strip_prefix(sd: dict[str, Any], prefix: str) -> dict[str, Any]:
+    if sd and all(k.startswith(prefix) for k in sd):
+        return {k[len(prefix) :]: v for k, v in sd.items()}
+    return sd
+
+
+def _is_audio_state_dict(sd: Any) -> bool:
+    return (
+        isinstance(sd, dict)
+        and "audio_encoder.1.conv.weight" in sd
+        and all(isinstance(v, torch.Tensor) for v in sd.values())
+    )
+
+
+def load_audio_encoder(
+    path: str | Path,
+    input_layout: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> AudioEncoder:
+    """Load an AudioEncoder from the original format or from this project's files.
+
+    Args:
+        path: a plain state dict (the authors' `audio_encoder.pt`, or the one this
+            project exports) or a training checkpoint (`last.pt`, `best.pt`, `epoch_*.pt`).
+        input_layout: "transpose" or "reference"; None takes the layout saved with the
+            weights: the checkpoint's own, else the `input_layout` of the `config.json`
+            beside a plain state dict (this project writes one with every export).
+        map_location: where the tensors are loaded.
+
+    The width is inferred from the tensor shapes. A plain state dict with no layout
+    anywhere is refused (ValueError) rather than guessed: the two layouts give different
+    embeddings. The authors' published files need `input_layout="reference"`.
+    The model is returned in eval mode.
+    """
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # pickle/zip errors say little about what was wrong
+        raise ValueError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from e
+
+    saved_layout = None
+    if isinstance(obj, dict) and "models" in obj and isinstance(obj["models"], dict):
+        sd = obj["models"].get("audio")
+        saved_layout = (obj.get("model_args") or {}).get("input_layout")
+    else:
+        sd = obj
+    if isinstance(sd, dict):
+        sd = _strip_prefix(sd, "module.")  # saved from a DDP-wrapped model
+    if not _is_audio_state_dict(sd):
+        raise ValueError(
+            f"{path}: not an audio-encoder state dict (expected keys like "
+            "'audio_encoder.1.conv.weight' or a musicrep checkpoint with models['audio'])"
+        )
+
+    layout = input_layout or saved_layout
+    if layout is None:
+        sidecar = path.with_name("config.json")
+        if sidecar.is_file():
+            try:
+                layout = json.loads(sidecar.read_text()).get("input_layout")
+            except (OSError, ValueError) as e:
+                raise ValueError(f"{sidecar}: unreadable config beside the weights ({e})") from None
+    if layout is None:
+        raise ValueError(
+            f"{path}: plain state dict with no input layout saved with it (no config.json "
+            "beside it); give --input-layout reference for the authors' published "
+            "checkpoints, or transpose for one trained by this project"
+        )
+
+    width = sd["audio_encoder.1.conv.weight"].shape[0] / CONV_BLOCKS[0][0]
+    model = AudioEncoder(width=width, input_layout=layout)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ValueError(
+            f"{path}: audio-encoder state dict does not match the architecture: {e}"
+        ) from e
+    return model.eval()

@@ -732,7 +732,7 @@ def run_evaluation(
     the first model's architecture), "popularity". Raises ValueError/FileNotFoundError
     for a checkpoint that is missing or not an encoder, or a bad embedding file.
     """
-    from .models import load_audio_encoder
+    from .checkpoint import load_audio_encoder
 
     if not checkpoints and not embeddings:
         raise ValueError("no models and no embedding files given")

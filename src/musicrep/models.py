@@ -9,7 +9,7 @@ trained against.
 
 The AudioEncoder's parameter names are those of the original code, so the authors'
 published `audio_encoder.pt` files (plain state dicts) load with `strict=True`;
-`load_audio_encoder` reads those and this project's checkpoints alike.
+`checkpoint.load_audio_encoder` reads those and this project's checkpoints alike.
 
 Input layout. A crop comes off disk as (frames=256, bands=48). The original trainers
 turn it into the CNN's (48, 256) input with a plain reshape, which interleaves time
@@ -20,7 +20,6 @@ same way. New training uses the transpose. The choice travels with the model
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Callable
@@ -274,81 +273,3 @@ class MultiModalModel(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def _strip_prefix(sd: dict[str, Any], prefix: str) -> dict[str, Any]:
-    if sd and all(k.startswith(prefix) for k in sd):
-        return {k[len(prefix) :]: v for k, v in sd.items()}
-    return sd
-
-
-def _is_audio_state_dict(sd: Any) -> bool:
-    return (
-        isinstance(sd, dict)
-        and "audio_encoder.1.conv.weight" in sd
-        and all(isinstance(v, torch.Tensor) for v in sd.values())
-    )
-
-
-def load_audio_encoder(
-    path: str | Path,
-    input_layout: str | None = None,
-    map_location: str | torch.device = "cpu",
-) -> AudioEncoder:
-    """Load an AudioEncoder from the original format or from this project's files.
-
-    Accepts a plain state dict (the authors' `audio_encoder.pt`, or the one this
-    project exports) or a training checkpoint (`last.pt`, `best.pt`, `epoch_*.pt`).
-    The width is inferred from the tensor shapes. The input layout is, in order: the
-    `input_layout` argument; the one saved in the checkpoint; the `input_layout` of a
-    `config.json` beside a plain state dict (this project writes one); otherwise
-    "reference", since a plain state dict without it is assumed to be the authors'.
-    The model is returned in eval mode.
-    """
-    path = Path(path)
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # pickle/zip errors say little about what was wrong
-        raise ValueError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from e
-
-    saved_layout = None
-    if isinstance(obj, dict) and "models" in obj and isinstance(obj["models"], dict):
-        sd = obj["models"].get("audio")
-        saved_layout = (obj.get("model_args") or {}).get("input_layout")
-    else:
-        sd = obj
-    if isinstance(sd, dict):
-        sd = _strip_prefix(sd, "module.")  # saved from a DDP-wrapped model
-    if not _is_audio_state_dict(sd):
-        raise ValueError(
-            f"{path}: not an audio-encoder state dict (expected keys like "
-            "'audio_encoder.1.conv.weight' or a musicrep checkpoint with models['audio'])"
-        )
-
-    layout = input_layout or saved_layout
-    if layout is None:
-        sidecar = path.with_name("config.json")
-        if sidecar.is_file():
-            try:
-                layout = json.loads(sidecar.read_text()).get("input_layout")
-            except (OSError, ValueError):
-                layout = None
-    if layout is None:
-        layout = "reference"
-        warnings.warn(
-            f"{path}: no input_layout given or saved; assuming 'reference' (the original "
-            "code's reshape, right for the authors' published checkpoints)",
-            stacklevel=2,
-        )
-
-    width = sd["audio_encoder.1.conv.weight"].shape[0] / CONV_BLOCKS[0][0]
-    model = AudioEncoder(width=width, input_layout=layout)
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise ValueError(
-            f"{path}: audio-encoder state dict does not match the architecture: {e}"
-        ) from e
-    return model.eval()

@@ -1,0 +1,12 @@
+#!/usr/bin/env python
+"""Write a static explorer page (index.html) for track embeddings.
+
+Usage and options: src/musicrep/cli_explore.py (also installed as `musicrep-explore`).
+"""
+
+import sys
+
+from musicrep.cli_explore import main
+
+if __name__ == "__main__":
+    sys.exit(main())
