@@ -62,6 +62,7 @@ from .config import ConfigError, TrainConfig, resolve_device
 from .data import TrackDataset, read_n_genres, read_split_info
 from .models import AudioEncoder, CFEncoder, GenreEncoder, MultiModalModel
 from .objectives import Objective, make_objective
+from .precision import use_bf16
 
 # Keys that change the model's structure or meaning: a resume must not mix them.
 RESUME_KEYS = (
@@ -174,6 +175,7 @@ class Trainer:
         if dev.startswith("cuda") and self.dist.enabled:
             dev = f"cuda:{self.dist.local_rank}"
         self.device = torch.device(dev)
+        self.bf16 = use_bf16(cfg.bf16, self.device)  # "auto" decided once, for this device
         self.objective = make_objective(cfg, distributed=self.dist.enabled)
         self.writer = None  # TensorBoard, main process only, open during fit()
         self._setup_done = False
@@ -301,7 +303,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- steps --------
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if not self.cfg.bf16:
+        if not self.bf16:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
@@ -444,6 +446,7 @@ class Trainer:
         info = self.cfg.to_dict()
         info.update(
             device_resolved=str(self.device),
+            bf16_resolved=self.bf16,
             world_size=self.dist.world_size,
             cf_dim=getattr(self, "cf_dim", None),
             n_genres=getattr(self, "n_genres", None),
@@ -524,6 +527,7 @@ class Trainer:
         self.log(
             f"{cfg.experiment_name}: {self.objective.name}, {len(self.train_set)} train / {len(self.val_set)} val "
             f"tracks, {self.steps_per_epoch} steps x {cfg.batch_size} per epoch, device {self.device}"
+            + (", bf16 autocast" if self.bf16 else "")
             + (f", {self.dist.world_size} processes" if self.dist.enabled else "")
         )
         metrics: dict[str, float] = {}
