@@ -60,12 +60,15 @@ def nt_xent_direct(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate x from all ranks (rank order) -> (world * N, d); identity when not
-    distributed. Only this rank's slice carries gradient; the trainer scales the loss
+    """Concatenate x from all ranks (rank order) -> (world * N, d) float32; identity when
+    not distributed. Only this rank's slice carries gradient; the trainer scales the loss
     by the world size so that DDP's gradient average equals the gradient of the loss
     over the global batch."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
+    # float32: under bf16 autocast x is bfloat16, which the loss would cast anyway, and
+    # which gloo (CPU) cannot all-gather (the process aborts).
+    x = x.float()
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.detach().contiguous())
     parts[dist.get_rank()] = x  # put the local tensor back, with its graph
