@@ -12,8 +12,8 @@ to decode like real music, they sound like none) to a temp dir, then runs the st
     CNN               embed.embed_stream: 256-frame chunks through the audio encoder,
                       fp32 and bf16 autocast (interleaved file by file)
 
-and the model-alone ceiling: the CNN's forward on chunks already in memory, as many as
-a batch, fp32 and bf16. With bench/flops.py's FLOP count and matmul peak measured in
+and the model alone: the CNN's forward on chunks already in memory, in encode.py's CPU
+micro-batches of 32 and in batches of 8, fp32 and bf16. With bench/flops.py's FLOP count and matmul peak measured in
 the same run, the CNN's rate is put against what the machine can do.
 """
 
@@ -69,12 +69,13 @@ def timed(clock: Callable[[], float], fn: Callable[[], object]) -> tuple[float, 
     return clock() - t0, out
 
 
-def ceiling(encoder: AudioEncoder, clock: Callable[[], float], reps: int) -> dict[bool, float]:
-    """Chunks/s of the CNN alone, fp32 (False) and bf16 (True): channels-last micro-batches
+def ceiling(encoder: AudioEncoder, clock: Callable[[], float], reps: int, batch: int
+            ) -> dict[bool, float]:
+    """Chunks/s of the CNN alone, fp32 (False) and bf16 (True): channels-last batches
     already in memory, the two precisions alternating batch by batch."""
-    x = torch.randn(CPU_MICRO_BATCH, 1, N_MELS, CHUNK_FRAMES).contiguous(
+    x = torch.randn(batch, 1, N_MELS, CHUNK_FRAMES).contiguous(
         memory_format=torch.channels_last
-    )  # (32, 1, 48, 256)
+    )  # (B, 1, 48, 256)
     seconds = {False: 0.0, True: 0.0}
     with torch.inference_mode():
         for i in range(reps + 1):
@@ -82,7 +83,7 @@ def ceiling(encoder: AudioEncoder, clock: Callable[[], float], reps: int) -> dic
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     dt, _ = timed(clock, lambda: encoder(x))
                 seconds[bf16] += dt if i else 0.0  # the first round is a warm-up
-    return {bf16: reps * CPU_MICRO_BATCH / s for bf16, s in seconds.items()}
+    return {bf16: reps * batch / s for bf16, s in seconds.items()}
 
 
 def main() -> None:
@@ -126,7 +127,8 @@ def main() -> None:
             a, b = emb[False], emb[True]
             cos.append(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))))
 
-    ceil = ceiling(encoder, clock, args.reps)
+    # encode.py's CPU micro-batch, and a smaller one (a 30 s file is 7 chunks)
+    ceils = {b: ceiling(encoder, clock, args.reps * CPU_MICRO_BATCH // b, b) for b in (CPU_MICRO_BATCH, 8)}
     peak = {bf16: matmul_peak(torch.bfloat16 if bf16 else torch.float32, clock=clock)
             for bf16 in (False, True)}
     fwd = cnn_flops(args.width)
@@ -149,18 +151,22 @@ def main() -> None:
     for bf16 in (False, True):
         tag = "bf16" if bf16 else "fp32"
         print(f"| **files -> embeddings, {tag}** | **{audio_s / total[bf16]:,.0f}** | |")
-    for bf16 in (False, True):
-        tag = "bf16" if bf16 else "fp32"
-        print(f"| CNN alone (ceiling), {tag} | {ceil[bf16] * CHUNK_SECONDS:,.0f} | |")
+    for b, ceil in ceils.items():
+        for bf16 in (False, True):
+            tag = "bf16" if bf16 else "fp32"
+            print(f"| CNN alone, batches of {b}, {tag} | {ceil[bf16] * CHUNK_SECONDS:,.0f} | |")
+    ceil = ceils[CPU_MICRO_BATCH]
     print(f"\nbf16 / fp32: CNN in the pipeline {secs['CNN fp32'] / secs['CNN bf16']:.2f}, "
-          f"ceiling {ceil[True] / ceil[False]:.2f}, whole pipeline {total[False] / total[True]:.2f}; "
+          f"alone {ceil[True] / ceil[False]:.2f}, whole pipeline {total[False] / total[True]:.2f}; "
           f"embedding cosine bf16 vs fp32: min {min(cos):.5f}")
     print("\n| CNN forward | chunks/s | GFLOP/s | matmul peak GFLOP/s | fraction of peak |")
     print("|---|---:|---:|---:|---:|")
     for bf16 in (False, True):
         tag = "bf16" if bf16 else "fp32"
         cnn_rate = chunks / secs[f"CNN {tag}"]
-        for name, rate in ((f"in the pipeline, {tag}", cnn_rate), (f"alone, {tag}", ceil[bf16])):
+        rows = [(f"in the pipeline, {tag}", cnn_rate)]
+        rows += [(f"alone, batches of {b}, {tag}", c[bf16]) for b, c in ceils.items()]
+        for name, rate in rows:
             print(f"| {name} | {rate:,.1f} | {rate * fwd / 1e9:,.1f} | {peak[bf16] / 1e9:,.1f} "
                   f"| {rate * fwd / peak[bf16]:.0%} |")
 

@@ -329,7 +329,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--settings",
-        default="0.25:16:40,1.0:32:6",
+        default="0.25:16:20,1.0:32:4",
         help="comma-separated width:batch:steps; steps = timed steps of each kind per repeat",
     )
     p.add_argument("--repeats", type=int, default=3, help="repeats of each interleaved measurement")
@@ -388,13 +388,6 @@ def main() -> None:
                 for tag, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
         for width, batch, steps in settings:
             reps = precision_throughput(args, ds_dir, width, batch, steps)
-            flops = cnn_flops(width, train=True)
-            print(f"\nCNN training FLOPs at width {width}: {flops / 1e9:.3f} GFLOP/sample; "
-                  "fraction of the matmul peak measured in this run (model alone, median):")
-            for tag in ("fp32", "bf16"):
-                rate = sorted(r[f"{tag} model"] for r in reps)[len(reps) // 2]
-                print(f"  {tag}: {rate * flops / 1e9:.1f} GFLOP/s of {peak[tag] / 1e9:.1f} "
-                      f"= {rate * flops / peak[tag]:.0%}")
             print_rows(
                 f"Training steps, width {width}, batch {batch}, {head}, {steps} steps of each kind",
                 reps,
@@ -405,6 +398,13 @@ def main() -> None:
                     "full / model, bf16 (goal >= 0.9)": ("bf16 full", "bf16 model"),
                 },
             )
+            flops = cnn_flops(width, train=True)
+            print(f"\nCNN training FLOPs at width {width}: {flops / 1e9:.3f} GFLOP/sample; "
+                  "fraction of the matmul peak measured in this run (model alone, median):")
+            for tag in ("fp32", "bf16"):
+                rate = sorted(r[f"{tag} model"] for r in reps)[len(reps) // 2]
+                print(f"  {tag}: {rate * flops / 1e9:.1f} GFLOP/s of {peak[tag] / 1e9:.1f} "
+                      f"= {rate * flops / peak[tag]:.0%}")
         width, batch, steps = settings[0]
         where = f"width {width}, batch {batch}, bf16"
         if "threads" in knobs:
