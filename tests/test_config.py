@@ -96,7 +96,8 @@ def test_error_messages(files):
     )
     assert "'epochs' must be an integer" in error(base(files, epochs="10"))
     assert "'epochs' must be an integer" in error(base(files, epochs=2.5))
-    assert "'bf16' must be true/false" in error(base(files, bf16=1))
+    assert "'bf16' must be \"auto\", true or false" in error(base(files, bf16=1))
+    assert "'bf16'" in error(base(files, bf16="yes"))
     assert "'learning_rate' must be > 0" in error(base(files, learning_rate=0))
     assert "'encoder'" in error(base(files, encoder="audio")) and '"MF_gnr"' in error(
         base(files, encoder="audio")
@@ -128,6 +129,13 @@ def test_auto_device(files):
     from musicrep.config import resolve_device
 
     assert resolve_device(cfg.device) == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_bf16_setting(files):
+    assert build_config(base(files), script="single_train.py").bf16 == "auto"  # the default
+    for value in ("auto", True, False):
+        assert build_config(base(files, bf16=value), script="single_train.py").bf16 is value
+    assert parse_overrides(["bf16=auto"]) == {"bf16": "auto"}
 
 
 def test_overrides():

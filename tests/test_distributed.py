@@ -83,6 +83,7 @@ def test_two_gloo_processes_agree(tmp_path):
         "num_workers=0",
         "device=cpu",
         "gather_distributed=true",
+        "bf16=true",  # bf16 outputs are gathered too (gloo cannot all-gather bfloat16)
         "log_interval=1",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")

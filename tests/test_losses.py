@@ -73,3 +73,38 @@ def test_bf16_inputs_computed_in_float32():
 def test_gather_is_identity_without_process_group():
     x = torch.randn(3, 4, requires_grad=True)
     assert gather_with_grad(x) is x
+
+
+def test_loss_math_is_float32_under_bf16_autocast():
+    """Under autocast the similarity matmul would run in bfloat16 even on float32
+    inputs; nt_xent, MSE and BCE must give the float32 result instead."""
+    from musicrep.objectives import BaselineObjective
+
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(16, 128, generator=g), torch.randn(16, 128, generator=g)
+    exact = nt_xent(a, b, 0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = F.normalize(torch.cat([a, b]), dim=1)
+        assert (z @ z.t()).dtype == torch.bfloat16  # what autocast does to a plain matmul
+        under = nt_xent(a, b, 0.05)
+    assert under.dtype == torch.float32
+    assert abs(under.item() - exact.item()) < 1e-5
+
+    out = {
+        "cf_pred": torch.randn(16, 301, generator=g),
+        "genre_logits": torch.randn(16, 30, generator=g),
+    }
+    batch = {
+        "cf": torch.randn(16, 301, generator=g),
+        "genres": (torch.rand(16, 30, generator=g) > 0.8).float(),
+    }
+    obj = BaselineObjective(["cf", "genre"])
+    exact_terms = obj(out, batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = obj({k: v.bfloat16() for k, v in out.items()}, batch)
+    bf16_inputs = obj({k: v.bfloat16().float() for k, v in out.items()}, batch)
+    for k in ("mse_cf", "bce_genre"):
+        assert terms[k].dtype == torch.float32
+        # the only difference is the rounding of the model's outputs to bf16
+        assert abs(terms[k].item() - bf16_inputs[k].item()) < 1e-6
+        assert abs(terms[k].item() - exact_terms[k].item()) < 1e-2

@@ -202,10 +202,47 @@ def test_genre_tokens_vectorised():
     assert genre_tokens(labels, max_tokens=3).tolist() == [[4, 6, 0], [0, 0, 0], [1, 2, 3]]
 
 
-def test_bf16_and_channels_last_run_on_cpu(dataset, tmp_path):
-    cfg = str(ROOT / "configs" / "contrastive_MF.json")
-    args = [cfg] + tiny(dataset, tmp_path, bf16=True, channels_last=True, max_steps_per_epoch=1)
-    assert main("single_train.py", args) == 0
-    with open(tmp_path / "contrastive_MF" / "metrics.csv") as f:
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a run's last.pt (model parts and Adam state), by name."""
+    ckpt = load_checkpoint(out / "last.pt")
+    tensors = {f"{p}.{k}": v for p, sd in ckpt["models"].items() for k, v in sd.items()}
+    for i, s in ckpt["optimizer"]["state"].items():
+        tensors.update({f"adam.{i}.{k}": v for k, v in s.items() if torch.is_tensor(v)})
+    return tensors
+
+
+def test_bf16_deterministic_float32_checkpoints(dataset, tmp_path):
+    """bf16 autocast on CPU: same seed, same weights; weights and checkpoints stay
+    float32; config.json records what was used; and autocast really was on (the
+    weights differ from a float32 run's)."""
+    cfg = str(ROOT / "configs" / "contrastive_MF_gnr.json")
+    runs = {}
+    for name, bf16 in (("a", True), ("b", True), ("fp32", False)):
+        args = [cfg] + tiny(dataset, tmp_path / name, bf16=bf16, max_steps_per_epoch=3)
+        assert main("train.py", args) == 0
+        runs[name] = tmp_path / name / "contrastive_MF_gnr"
+    a, b, fp32 = (_weights(runs[n]) for n in ("a", "b", "fp32"))
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+        if a[k].is_floating_point():
+            assert a[k].dtype == torch.float32, k
+    assert any(not torch.equal(a[k], fp32[k]) for k in a if k.startswith("audio."))
+    sd = torch.load(runs["a"] / "audio_encoder.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in sd.values() if v.is_floating_point())
+    with open(runs["a"] / "metrics.csv") as f:
         row = next(csv.DictReader(f))
     assert np.isfinite(float(row["train_loss"])) and np.isfinite(float(row["val_loss"]))
+    for name, expected in (("a", True), ("fp32", False)):
+        info = json.loads((runs[name] / "config.json").read_text())
+        assert info["bf16_resolved"] is expected and info["bf16"] is expected
+
+
+def test_bf16_auto_follows_what_torch_reports(dataset, tmp_path):
+    """The default "auto" turns bf16 on exactly where torch reports native bf16."""
+    caps = torch.cpu.get_capabilities()
+    native = bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+    cfg = str(ROOT / "configs" / "contrastive_MF.json")
+    assert main("single_train.py", [cfg] + tiny(dataset, tmp_path, max_steps_per_epoch=1)) == 0
+    info = json.loads((tmp_path / "contrastive_MF" / "config.json").read_text())
+    assert info["bf16"] == "auto" and info["bf16_resolved"] is native

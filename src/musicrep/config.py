@@ -119,6 +119,8 @@ class TrainConfig:
     # tag word2vec matrix; default tag_embedding_matrix_128.npy beside the train file
     tag_embedding_matrix_file: str | None = None
     bf16: bool = False  # bfloat16 autocast (CUDA; also works on CPU, slowly)
+    # bfloat16 autocast: "auto" (on where the device runs bf16 natively: precision.py), true, false
+    bf16: bool | str = "auto"
     # channels-last memory format for the CNN: ~1.4x faster training on CPU (bench/README.md)
     channels_last: bool = True
     gather_distributed: bool = True  # DDP: NT-Xent over the global batch (all-gather)
@@ -176,6 +178,12 @@ def _type_name(tp: Any) -> str:
 
 
 def _check_type(key: str, value: Any) -> Any:
+    if key == "bf16":  # the one key that takes a bool or a word
+        if isinstance(value, bool) or value == "auto":
+            return value
+        raise ConfigError(
+            f"config key 'bf16' must be \"auto\", true or false, got {json.dumps(value)}"
+        )
     hints = typing.get_type_hints(TrainConfig)
     tp = hints[key]
     optional = type(None) in typing.get_args(tp)

@@ -7,6 +7,11 @@ embedding must pick its counterpart in the other view among the other 2N - 1
 with cos = 1 and temperature 0.01 that is exp(100), past float32's range, so it turns
 into inf / inf = NaN. Written as a cross-entropy over logits, the same loss goes
 through logsumexp, which subtracts the row maximum first and never overflows.
+
+Loss math is float32 under bf16 autocast too: autocast would otherwise run the (2N, 2N)
+similarity matmul in bfloat16 (8 bits of mantissa, about 2-3 significant digits)
+even on float32 inputs, and dividing by a temperature of 0.1 or less scales its error
+by 10x or more. `float32_math` turns autocast off for that part.
 """
 
 from __future__ import annotations
@@ -14,6 +19,12 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
+
+def float32_math(x: torch.Tensor) -> torch.autocast:
+    """A context in which autocast is off on x's device: ops run in the dtype of their
+    inputs, so float32 inputs give float32 math (cast them first)."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
 
 
 def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -25,13 +36,14 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch
         )
     n = a.shape[0]
     # float32 even under bf16 autocast: the logits are divided by a small temperature.
-    z = F.normalize(torch.cat([a, b]).float(), dim=1)  # (2N, d)
-    logits = (z @ z.t()) / temperature  # (2N, 2N)
-    self_pair = torch.eye(2 * n, dtype=torch.bool, device=z.device)
-    logits = logits.masked_fill(self_pair, float("-inf"))  # never its own negative
-    idx = torch.arange(n, device=z.device)
-    target = torch.cat([idx + n, idx])  # row i of a -> row i of b, and back
-    return F.cross_entropy(logits, target)
+    with float32_math(a):
+        z = F.normalize(torch.cat([a, b]).float(), dim=1)  # (2N, d)
+        logits = (z @ z.t()) / temperature  # (2N, 2N)
+        self_pair = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+        logits = logits.masked_fill(self_pair, float("-inf"))  # never its own negative
+        idx = torch.arange(n, device=z.device)
+        target = torch.cat([idx + n, idx])  # row i of a -> row i of b, and back
+        return F.cross_entropy(logits, target)
 
 
 def nt_xent_direct(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -48,12 +60,15 @@ def nt_xent_direct(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate x from all ranks (rank order) -> (world * N, d); identity when not
-    distributed. Only this rank's slice carries gradient; the trainer scales the loss
+    """Concatenate x from all ranks (rank order) -> (world * N, d) float32; identity when
+    not distributed. Only this rank's slice carries gradient; the trainer scales the loss
     by the world size so that DDP's gradient average equals the gradient of the loss
     over the global batch."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
+    # float32: under bf16 autocast x is bfloat16, which the loss would cast anyway, and
+    # which gloo (CPU) cannot all-gather (the process aborts).
+    x = x.float()
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.detach().contiguous())
     parts[dist.get_rank()] = x  # put the local tensor back, with its graph

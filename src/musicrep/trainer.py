@@ -61,6 +61,7 @@ from .h5io import read_split_info
 from .objectives import make_objective
 from .runlog import RunLog, provenance
 from .views import View, build_model, make_views, model_args
+from .precision import use_bf16
 
 
 class TrainingError(RuntimeError):
@@ -129,6 +130,7 @@ class Trainer:
         if dev.startswith("cuda") and self.dist.enabled:
             dev = f"cuda:{self.dist.local_rank}"
         self.device = torch.device(dev)
+        self.bf16 = use_bf16(cfg.bf16, self.device)  # "auto" decided once, for this device
         self.objective = make_objective(cfg, distributed=self.dist.enabled)
         self.runlog = RunLog(self.out_dir)  # config.json, metrics, TensorBoard (main process)
         self._setup_done = False
@@ -224,7 +226,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- steps --------
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if not self.cfg.bf16:
+        if not self.bf16:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
@@ -327,7 +329,8 @@ class Trainer:
     def _run_info(self) -> dict[str, Any]:
         """config.json: the config, the data shapes, the provenance."""
         info = self.cfg.to_dict()
-        info.update(device_resolved=str(self.device), world_size=self.dist.world_size)
+        info.update(device_resolved=str(self.device), world_size=self.dist.world_size,
+                    bf16_resolved=self.bf16)
         info.update(model_args(self.views))
         info["provenance"] = provenance(
             self.cfg.train_dataset_file, len(self.train_set), len(self.val_set), self.cfg.epochs, self.cfg.width
@@ -372,6 +375,7 @@ class Trainer:
         self.log(
             f"{cfg.experiment_name}: {self.objective.name}, {len(self.train_set)} train / {len(self.val_set)} val "
             f"tracks, {self.steps_per_epoch} steps x {cfg.batch_size} per epoch, device {self.device}"
+            + (", bf16 autocast" if self.bf16 else "")
             + (f", {self.dist.world_size} processes" if self.dist.enabled else "")
         )
 
