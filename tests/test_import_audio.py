@@ -248,3 +248,65 @@ def test_refuses_foreign_directory_and_changed_settings(tmp_path, imported) -> N
     assert (foreign / "song_meta.json").read_text() == "[]"
     with pytest.raises(CollectionError, match="segment='full', not 'start'"):
         _import(root, imported[1], segment="start")
+
+
+# ------------------------------------------------- README recipes on small format fixtures
+
+FORMATS = REPO / "tests" / "data" / "formats"
+
+
+def _recipe(name: str) -> str:
+    """The python block after `<!-- recipe: name -->` in README.md."""
+    import re
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    m = re.search(rf"<!-- recipe: {name} -->\n```python\n(.*?)```", text, re.S)
+    assert m, f"README has no recipe {name}"
+    return m.group(1)
+
+
+def _run_recipe(name: str, fixture: str, tmp_path: Path, monkeypatch) -> Path:
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(FORMATS / fixture, work / (fixture if fixture != "m3u" else ""),
+                    dirs_exist_ok=True)
+    monkeypatch.chdir(work)
+    exec(compile(_recipe(name), f"README recipe {name}", "exec"), {"__name__": "recipe"})
+    return work
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_readme_recipe_fma(tmp_path, monkeypatch) -> None:
+    work = _run_recipe("fma", "fma_metadata", tmp_path, monkeypatch)
+    rows = {r["track_id"]: r for r in _rows(work / "tracks.csv")}
+    assert {t: r["genres"] for t, r in rows.items()} == {
+        "2": "Hip-Hop", "5": "Hip-Hop;Hip-Hop/Rap",
+        "10": "Rock/Punk;Rock/Old-Time - Historic", "140": "Rock;International"}
+    assert rows["10"]["path"] == "000/000010.mp3" and rows["10"]["artist"] == "Kurt Vile"
+    (work / "p.csv").write_text("playlist_id,track_id\nalbum-1,2\nalbum-1,5\n")
+    col = read_collection(work / "tracks.csv", work / "p.csv")  # the importer accepts it
+    assert col.codes.detail[("Rock", "Old-Time - Historic")] == "GN0301"
+
+
+def test_readme_recipe_jamendo(tmp_path, monkeypatch) -> None:
+    work = _run_recipe("jamendo", "mtg_jamendo", tmp_path, monkeypatch)
+    genres = {r["track_id"]: r["genres"] for r in _rows(work / "tracks.csv")}
+    assert genres == {"track_0000214": "punkrock", "track_0000215": "metal;rock",
+                      "track_0000948": "ambient", "track_0001029": ""}
+    col = read_collection(work / "tracks.csv", work / "playlists.csv")
+    songs = {p["playlist_id"]: p["songs"] for p in col.playlists}
+    assert songs == {"energetic": [0, 1], "dark": [1], "calm": [2]}
+    assert col.tracks[1]["path"] == "15/215.mp3"
+
+
+def test_readme_recipe_m3u(tmp_path, monkeypatch, capsys) -> None:
+    work = _run_recipe("m3u", "m3u", tmp_path, monkeypatch)
+    assert "4 entries, 1 not in tracks.csv" in capsys.readouterr().out
+    col = read_collection(work / "tracks.csv", work / "playlists.csv")
+    songs = {p["playlist_id"]: p["songs"] for p in col.playlists}
+    assert songs == {"Late Night": [2, 0], "Road Trip": [0, 1]}
