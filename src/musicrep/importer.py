@@ -46,8 +46,17 @@ from typing import Any
 
 import numpy as np
 
-from .audio import DB_FLOOR, FRAME_SIZE, MELON_SEGMENT, SAMPLE_RATE, AudioError, file_mel, load_audio
-from .audio import mel_spectrogram_db, n_frames_for
+from .audio import (
+    DB_FLOOR,
+    FRAME_SIZE,
+    MELON_SEGMENT,
+    SAMPLE_RATE,
+    AudioError,
+    file_mel,
+    load_audio,
+    mel_spectrogram_db,
+    n_frames_for,
+)
 from .io import clean_stale_temp, write_json, write_npy
 from .melon import N_BANDS, mel_path
 
@@ -268,7 +277,7 @@ def segment_mel(path: Path, segment: str) -> np.ndarray:
     30 s instead (the whole file when shorter than 30 s), so short tracks keep as many
     frames as they have. ``start``: the first 30 s. ``full``: the whole file.
     """
-    offset, duration = MELON_SEGMENT
+    duration = MELON_SEGMENT[1]
     if segment == "full":
         return file_mel(path)
     if segment == "start":
@@ -378,7 +387,10 @@ def _load_previous(out: Path, settings: dict) -> tuple[dict[str, int], dict[str,
             raise CollectionError(f"{out}: exists, is not empty and was not written by import_audio "
                                "(choose a new --out)")
         return {}, {}
-    prev = json.loads(info.read_text(encoding="utf-8"))
+    try:
+        prev = json.loads(info.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CollectionError(f"{info}: not valid JSON; remove it or choose a new --out") from None
     for key, value in settings.items():
         if prev.get("settings", {}).get(key) != value:
             raise CollectionError(

@@ -253,7 +253,7 @@ def _drums(sr: int, bright: float, rng: np.random.Generator) -> dict[str, np.nda
 def render_track(track: dict, genres: list[dict], seconds: float, seed: int) -> np.ndarray:
     """The (n, channels) float32 signal of one track at ``track["sr"]``, peak <= 0.9."""
     rng = _rng(seed, _SALT_TRACK, track["index"])
-    sr, n = track["sr"], int(round(seconds * track["sr"]))
+    sr, n = track["sr"], round(seconds * track["sr"])
     g = genres[track["majors"][0]]
     m = track["mood"]
     bright = float(np.clip(0.5 + 0.4 * m + rng.normal(0.0, 0.1), 0.0, 1.0))
