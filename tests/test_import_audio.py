@@ -256,11 +256,12 @@ FORMATS = REPO / "tests" / "data" / "formats"
 
 
 def _recipe(name: str) -> str:
-    """The python block after `<!-- recipe: name -->` in README.md."""
+    """The ```py block after `<!-- recipe: name -->` in README.md (```py, not ```python:
+    test_shipped_models runs the README's first ```python block)."""
     import re
 
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    m = re.search(rf"<!-- recipe: {name} -->\n```python\n(.*?)```", text, re.DOTALL)
+    m = re.search(rf"<!-- recipe: {name} -->\n```py\n(.*?)```", text, re.DOTALL)
     assert m, f"README has no recipe {name}"
     return m.group(1)
 
