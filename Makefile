@@ -79,7 +79,7 @@ AUDIO_TRACKS ?= 600
 AUDIO_EPOCHS ?= 12
 AUDIO_WIDTH ?= 0.25
 AUDIO_BATCH ?= 16
-AUDIO_CONFIGS := baseline_MF contrastive_gnr contrastive_MF_gnr
+AUDIO_CONFIGS := baseline_MF contrastive_MF_gnr
 AUDIO_SET := epochs=$(AUDIO_EPOCHS) width=$(AUDIO_WIDTH) batch_size=$(AUDIO_BATCH) num_workers=0 \
 	save_dir=$(AUDIO_RUNS) train_dataset_file=$(AUDIO_DATA)/dataset/train.h5 \
 	validation_dataset_file=$(AUDIO_DATA)/dataset/val.h5
