@@ -113,7 +113,7 @@ $(AUDIO_DATA)/dataset/embedding_matrix_128.npy: $(AUDIO_DATA)/dataset/manifest.j
 
 $(AUDIO_RUNS)/%/audio_encoder.pt: $(AUDIO_DATA)/dataset/embedding_matrix_128.npy
 	@echo "== audio demo $*: $(AUDIO_EPOCHS) epochs at width $(AUDIO_WIDTH) (generated audio; the paper: 400 epochs at width 1.0)"
-	$(PY) $(call script_of,$*) configs/$*.json --set $(AUDIO_SET)
+	script=$$($(PY) -m musicrep.config script configs/$*.json) && $(PY) $$script configs/$*.json --set $(AUDIO_SET)
 
 $(AUDIO_REPORT)/results.json: $(foreach c,$(AUDIO_CONFIGS),$(AUDIO_RUNS)/$(c)/audio_encoder.pt)
 	$(PY) evaluate.py --dataset $(AUDIO_DATA)/dataset --models $^ --out $(AUDIO_REPORT) --seed 0
