@@ -91,8 +91,8 @@ def test_loss_math_is_float32_under_bf16_autocast():
     assert abs(under.item() - exact.item()) < 1e-5
 
     out = {
-        "cf_pred": torch.randn(16, 301, generator=g),
-        "genre_logits": torch.randn(16, 30, generator=g),
+        "cf_head": torch.randn(16, 301, generator=g),
+        "genre_head": torch.randn(16, 30, generator=g),
     }
     batch = {
         "cf": torch.randn(16, 301, generator=g),
