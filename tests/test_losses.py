@@ -96,7 +96,7 @@ def test_loss_math_is_float32_under_bf16_autocast():
     }
     batch = {
         "cf": torch.randn(16, 301, generator=g),
-        "genres": (torch.rand(16, 30, generator=g) > 0.8).float(),
+        "genre_targets": (torch.rand(16, 30, generator=g) > 0.8).float(),
     }
     obj = BaselineObjective(["cf", "genre"])
     exact_terms = obj(out, batch)
