@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from musicrep.cli import main
-from musicrep.dataset import DatasetArgs, create_dataset
+from musicrep.dataset_builder import DatasetArgs, create_dataset
 from musicrep.evaluation import load_eval_data, run_evaluation
 from musicrep.genre_w2v import train_from_dataset
 from musicrep.toy import make_toy_melon
