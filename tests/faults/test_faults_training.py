@@ -1,9 +1,4 @@
-"""PENDING (not collected: the name does not start with test_): the fault tests of the
-training scripts for issue #9, written against the CLI. 13 of 14 fail on the current
-trainer; rename to test_faults_training.py together with the fixes in checkpoint.py,
-runlog.py and trainer.py.
-
-Fault tests of the training scripts (issue #9), grouped by rule.
+"""Fault tests of the training scripts (issue #9), grouped by rule.
 
 Each test damages a small synthetic dataset or run directory the way a user or the
 machine would, runs a real training script, and checks the rule: a non-zero exit on a
@@ -30,26 +25,10 @@ import pytest
 from musicrep.cli import main
 
 from ..synth import write_synthetic_dataset
+from ..test_trainer import tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = {name: str(ROOT / "configs" / f"{name}.json") for name in ("contrastive_MF", "contrastive_MF_gnr", "baseline_MF")}
-
-
-def sets(ds: Path, save_dir: Path, **kw) -> list[str]:
-    """--set arguments for a seconds-long run on the synthetic dataset `ds`."""
-    values = {
-        "train_dataset_file": str(ds / "train.h5"),
-        "validation_dataset_file": str(ds / "val.h5"),
-        "save_dir": str(save_dir),
-        "width": 0.125,
-        "batch_size": 8,
-        "epochs": 1,
-        "max_steps_per_epoch": 2,
-        "num_workers": 0,
-        "log_interval": 1,
-        "device": "cpu",
-    } | kw
-    return ["--set"] + [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items()]
 
 
 @pytest.fixture
@@ -81,7 +60,7 @@ class TestRule1NeverExitZeroOnEmptyOrWrong:
         with h5py.File(ds / "val.h5", "r+") as f:
             f["dataset/data"][3, 100, 5] = np.nan
             bad_id = int(f["dataset/id"][3, 0])
-        code = main("single_train.py", [CFG["contrastive_MF"]] + sets(ds, tmp_path, epochs=2))
+        code = main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path, epochs=2))
         err = capsys.readouterr().err
         assert code != 0
         line = one_line_error(err)
@@ -91,20 +70,20 @@ class TestRule1NeverExitZeroOnEmptyOrWrong:
     def test_nan_in_training_data_names_the_data(self, ds, tmp_path, capsys):
         with h5py.File(ds / "train.h5", "r+") as f:
             f["dataset/data"][:, 10, 3] = np.nan  # every crop may include it: every track bad
-        code = main("single_train.py", [CFG["contrastive_MF"]] + sets(ds, tmp_path))
+        code = main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path))
         line = one_line_error(capsys.readouterr().err)
         assert code != 0 and "train" in line and "learning rate" not in line
 
 
 class TestRule2NeverLoseUserData:
     def test_failed_resume_leaves_the_finished_run_untouched(self, ds, tmp_path, capsys):
-        assert main("single_train.py", [CFG["contrastive_MF"]] + sets(ds, tmp_path)) == 0
+        assert main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path)) == 0
         run = tmp_path / "contrastive_MF"
         before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
         # The dataset is rebuilt with another CF width, then the run is extended.
         write_synthetic_dataset(ds, n_train=24, n_val=8, n_test=4, frames=280, cf_dim=65)
         capsys.readouterr()
-        code = main("single_train.py", [CFG["contrastive_MF"]] + sets(ds, tmp_path, epochs=2))
+        code = main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path, epochs=2))
         line = one_line_error(capsys.readouterr().err)
         assert code == 2 and "cf_dim" in line
         after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
@@ -115,12 +94,12 @@ class TestRule2NeverLoseUserData:
         run.mkdir()
         # What a crash between the metrics row and the first last.pt leaves behind.
         (run / "metrics.csv").write_text("epoch,train_loss,val_loss\n1,4.0,4.0\n")
-        assert main("single_train.py", [CFG["contrastive_MF"]] + sets(ds, tmp_path, epochs=2)) == 0
+        assert main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path, epochs=2)) == 0
         with open(run / "metrics.csv") as f:
             assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
 
     def test_disk_full_while_saving_keeps_the_previous_checkpoint(self, ds, tmp_path):
-        args = [CFG["contrastive_MF"]] + sets(ds, tmp_path)
+        args = [CFG["contrastive_MF"]] + tiny(ds, tmp_path)
         assert run_script("single_train.py", args).returncode == 0
         last = tmp_path / "contrastive_MF" / "last.pt"
         saved = last.read_bytes()
@@ -129,7 +108,7 @@ class TestRule2NeverLoseUserData:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
-        p = run_script("single_train.py", [CFG["contrastive_MF"]] + sets(ds, tmp_path, epochs=2),
+        p = run_script("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path, epochs=2),
                        preexec_fn=small_files)
         line = one_line_error(p.stderr)
         assert p.returncode != 0 and ".pt" in line and "intact" in line
@@ -139,14 +118,14 @@ class TestRule2NeverLoseUserData:
 class TestRule3OneLineExit2:
     def test_train_file_that_is_not_hdf5(self, ds, tmp_path, capsys):
         (ds / "train.h5").write_text("id,data\n1,2\n")
-        code = main("single_train.py", [CFG["contrastive_MF"]] + sets(ds, tmp_path))
+        code = main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path))
         line = one_line_error(capsys.readouterr().err)
         assert code == 2 and "train.h5" in line
 
     def test_val_file_with_the_wrong_layout(self, ds, tmp_path, capsys):
         with h5py.File(ds / "val.h5", "r+") as f:
             del f["dataset/data"]
-        code = main("single_train.py", [CFG["contrastive_MF"]] + sets(ds, tmp_path))
+        code = main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path))
         line = one_line_error(capsys.readouterr().err)
         assert code == 2 and "val.h5" in line and "data" in line
 
@@ -157,13 +136,13 @@ class TestRule3OneLineExit2:
             np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
         else:
             path.write_text("0.1 0.2 0.3\n")
-        code = main("train.py", [CFG["contrastive_MF_gnr"]] + sets(ds, tmp_path))
+        code = main("train.py", [CFG["contrastive_MF_gnr"]] + tiny(ds, tmp_path))
         line = one_line_error(capsys.readouterr().err)
         assert code == 2 and "embedding_matrix" in line
 
     @pytest.mark.parametrize("kind", ["corrupt", "foreign"])
     def test_corrupt_or_foreign_last_pt(self, ds, tmp_path, capsys, kind):
-        assert main("single_train.py", [CFG["contrastive_MF"]] + sets(ds, tmp_path)) == 0
+        assert main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path)) == 0
         last = tmp_path / "contrastive_MF" / "last.pt"
         if kind == "corrupt":
             last.write_bytes(last.read_bytes()[:1000])
@@ -172,19 +151,19 @@ class TestRule3OneLineExit2:
 
             torch.save({"weights": torch.zeros(3)}, last)
         capsys.readouterr()
-        code = main("single_train.py", [CFG["contrastive_MF"]] + sets(ds, tmp_path, epochs=2))
+        code = main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path, epochs=2))
         line = one_line_error(capsys.readouterr().err)
         assert code == 2 and "last.pt" in line and "best.pt" in line
 
     def test_batch_size_one(self, ds, tmp_path, capsys):
-        code = main("single_train.py", [CFG["contrastive_MF"]] + sets(ds, tmp_path, batch_size=1))
+        code = main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path, batch_size=1))
         line = one_line_error(capsys.readouterr().err)
         assert code == 2 and "batch_size" in line
 
     def test_save_dir_that_cannot_be_written(self, ds, tmp_path, capsys):
         blocker = tmp_path / "not_a_dir"
         blocker.write_text("a file where the runs folder should be")
-        code = main("single_train.py", [CFG["contrastive_MF"]] + sets(ds, blocker / "runs"))
+        code = main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, blocker / "runs"))
         line = one_line_error(capsys.readouterr().err)
         assert code == 2 and "save_dir" in line
 
@@ -194,6 +173,6 @@ class TestRule4MessagesNameTheCause:
         # create_dataset writes manifest.json last; without it the dataset may be partial.
         ds = write_synthetic_dataset(tmp_path / "ds", n_train=24, n_val=8, n_test=4, frames=280)
         assert not (ds / "manifest.json").exists()
-        assert main("single_train.py", [CFG["contrastive_MF"]] + sets(ds, tmp_path)) == 0
+        assert main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path)) == 0
         captured = capsys.readouterr()
         assert "manifest.json" in captured.err + captured.out
