@@ -43,7 +43,8 @@ def check_writable(out_dir: Path) -> None:
         with tempfile.TemporaryFile(dir=out_dir):
             pass
     except OSError as e:
-        raise ConfigError(f"config key 'save_dir': cannot write the run folder {out_dir} ({e.strerror or e})") from None
+        why = e.strerror or e
+        raise ConfigError(f"config key 'save_dir': cannot write the run folder {out_dir} ({why})") from None
 
 
 def provenance(train_file: str | Path, train_tracks: int, val_tracks: int, epochs: int, width: float) -> dict[str, Any]:
@@ -86,6 +87,16 @@ class RunLog:
         self.out_dir = Path(out_dir)
         self.metrics = self.out_dir / "metrics.csv"
         self.writer = None
+
+    def begin(self, info: dict[str, Any], resume_epoch: int | None) -> Path | None:
+        """Start writing, once every check has passed: a fresh start (`resume_epoch`
+        None) first sets an earlier attempt's files aside (returns where to); a resume
+        drops the metrics rows after `resume_epoch`. Then config.json."""
+        earlier = self.set_aside_earlier() if resume_epoch is None else None
+        if resume_epoch is not None:
+            self.keep_metrics_upto(resume_epoch)
+        self.write_config(info)
+        return earlier
 
     def write_config(self, info: dict[str, Any]) -> None:
         """config.json, atomically."""

@@ -98,10 +98,12 @@ class TrackDataset(Dataset):
         the file has no `id`, field); None when all are finite. Used to name the track
         behind a non-finite loss."""
         rows = range(len(self)) if rows is None else list(rows)
-        for row in tqdm(rows, desc=f"checking {Path(self.path).name} for NaN/inf", leave=False, disable=len(rows) < 1000):
-            for field, t in self[int(row)].items():
-                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                    g = self._group()
-                    track = int(np.asarray(g["id"][int(row)]).reshape(-1)[0]) if "id" in g else None
-                    return int(row), track, field
+        desc = f"looking for NaN/inf in {Path(self.path).name}"
+        with tqdm(rows, desc=desc, leave=False, disable=len(rows) < 1000) as bar:
+            for row in map(int, bar):
+                for field, t in self[row].items():
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                        g = self._group()
+                        track = int(np.asarray(g["id"][row]).reshape(-1)[0]) if "id" in g else None
+                        return row, track, field
         return None

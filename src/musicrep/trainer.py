@@ -311,7 +311,8 @@ class Trainer:
                 running = {k: float(v) / step for k, v in sums.items()}
                 if not math.isfinite(running["loss"]):
                     bar.close()
-                    raise self._nonfinite_loss("training", running["loss"], epoch, torch.cat(recent).tolist())
+                    rows = torch.cat(recent).tolist()
+                    raise self._nonfinite_loss("training", running["loss"], epoch, rows)
                 recent.clear()
                 bar.set_postfix(loss=f"{running['loss']:.4f}")
                 self.runlog.step_scalars(terms, self.global_step)
@@ -332,11 +333,13 @@ class Trainer:
             model_args=model_args(self.views),
         )
 
-    def _nonfinite_loss(self, split: str, value: float, epoch: int, rows: list[int] | None = None) -> Exception:
+    def _nonfinite_loss(self, split: str, value: float, epoch: int, rows: list[int] | None = None
+                        ) -> ConfigError | TrainingError:
         """The error for a NaN/inf `split` loss: a ConfigError naming the file and the track
         when the data fed to the model (`rows`, default all) hold the NaN/inf, else a
         TrainingError (the optimisation diverged)."""
-        ds, key = (self.train_set, "train_dataset_file") if split == "training" else (self.val_set, "validation_dataset_file")
+        train = split == "training"
+        ds, key = (self.train_set, "train_dataset_file") if train else (self.val_set, "validation_dataset_file")
         bad = ds.find_nonfinite(rows)
         if bad is None:
             return TrainingError(
@@ -409,20 +412,14 @@ class Trainer:
             )
         runlog = self.runlog = RunLog(out)
         info = self._run_info()
-        if self.dist.is_main:
-            earlier = runlog.set_aside_earlier() if ckpt is None else None
-            if earlier is not None:
-                self.log(f"{cfg.experiment_name}: no last.pt to resume from; moved the earlier files to {earlier}")
-            runlog.write_config(info)
-            if ckpt is not None:
-                runlog.keep_metrics_upto(done)
+        earlier = runlog.begin(info, done if ckpt else None) if self.dist.is_main else None
+        if earlier is not None:
+            self.log(f"{cfg.experiment_name}: no last.pt to resume from; earlier files moved to {earlier}")
         if ckpt is not None:
             self.log(f"{cfg.experiment_name}: resuming from {last_path} (epoch {done}/{cfg.epochs})")
         if info["provenance"]["data"] == "unknown":
-            self.log(
-                f"warning: no manifest.json beside {cfg.train_dataset_file}: data provenance unknown "
-                "(create_dataset writes it last: an interrupted build has none)"
-            )
+            self.log(f"warning: no manifest.json beside {cfg.train_dataset_file} (an interrupted "
+                     "create_dataset?): data provenance unknown")
         del ckpt
         if self.dist.is_main and done < cfg.epochs:
             runlog.tb_open(self.global_step if done else None)
@@ -469,7 +466,8 @@ class Trainer:
             raise
         except OSError as e:  # a full disk, an unreadable chunk: every write so far is atomic
             cause = (str(e).strip().splitlines() or [type(e).__name__])[-1]  # DataLoader wraps
-            kept = f"the previous checkpoint {last_path} is intact: rerun to resume from it" if last_path.is_file() else "no checkpoint was written yet"
+            kept = (f"the previous checkpoint {last_path} is intact: rerun to resume from it"
+                    if last_path.is_file() else "no checkpoint was written yet")
             raise TrainingError(f"{cause}; {kept}") from None
         finally:
             runlog.close()
