@@ -47,6 +47,9 @@ def open_split(path: str | os.PathLike, fields: tuple[str, ...] = ("id", "data")
                 raise ValueError(f"{path}: missing field dataset/{name}")
         if "data" in g and (g["data"].ndim != 3 or g["data"].shape[2] != N_MELS):
             raise ValueError(f"{path}: dataset/data must be (N, frames, {N_MELS}), got {g['data'].shape}")
+        for name, kinds, what in (("label", "iu", "integers"), ("cf_data", "fiu", "numbers")):
+            if name in g and (g[name].ndim != 2 or g[name].dtype.kind not in kinds):
+                raise ValueError(f"{path}: dataset/{name} must be (N, width) {what}, got {g[name].dtype} {g[name].shape}")
         rows = {name: g[name].shape[0] for name in ("id", "data", "label", "cf_data") if name in g}
         if len(set(rows.values())) > 1:
             raise ValueError(f"{path}: per-track fields differ in rows: {rows}")

@@ -21,6 +21,11 @@ exactly the weights of an uninterrupted one. An interrupted epoch is redone from
 start. When last.pt already holds `epochs` epochs and the export exists, the run is
 complete: fit() says so and returns without training.
 
+Faults. Everything a resume needs (last.pt, the config, the data's sizes) is checked
+before anything is written; a fresh start sets an earlier attempt's files aside
+(runlog.py); the run folder is locked against a second run; a NaN/inf loss names the
+track that caused it, when the data hold it. Bad input is a ConfigError (exit 2).
+
 Distributed. Under torchrun each process trains on its shard (DistributedSampler)
 with batch_size / world_size; DDP averages gradients. With gather_distributed the
 contrastive loss all-gathers the embeddings so it sees the global batch, exactly as

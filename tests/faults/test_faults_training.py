@@ -186,12 +186,16 @@ class TestRule3OneLineExit2:
         line = one_line_error(capsys.readouterr().err)
         assert code == 2 and "train.h5" in line
 
-    def test_val_file_with_the_wrong_layout(self, ds, tmp_path, capsys):
+    @pytest.mark.parametrize("field, shape, dtype", [("data", None, None), ("cf_data", (8,), np.float32),
+                                                     ("label", (8,), np.int16), ("label", (8, 100), np.float32)])
+    def test_val_file_with_the_wrong_layout(self, ds, tmp_path, capsys, field, shape, dtype):
         with h5py.File(ds / "val.h5", "r+") as f:
-            del f["dataset/data"]
+            del f[f"dataset/{field}"]
+            if shape is not None:
+                f.create_dataset(f"dataset/{field}", data=np.zeros(shape, dtype))
         code = main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path))
         line = one_line_error(capsys.readouterr().err)
-        assert code == 2 and "val.h5" in line and "data" in line
+        assert code == 2 and "val.h5" in line and field in line
 
     @pytest.mark.parametrize("kind", ["pickled", "text", "nan", "1-d"])
     def test_embedding_matrix_pickled_or_text(self, ds, tmp_path, capsys, kind):
