@@ -9,7 +9,6 @@ that name the real cause.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import resource
@@ -162,8 +161,7 @@ class TestRule2NeverLoseUserData:
         assert not (run / "audio_encoder.pt").exists() and (run / "config.json").read_bytes() == config
 
     def test_disk_full_while_saving_keeps_the_previous_checkpoint(self, ds, tmp_path):
-        args = [CFG["contrastive_MF"]] + tiny(ds, tmp_path)
-        assert run_script("single_train.py", args).returncode == 0
+        assert main("single_train.py", [CFG["contrastive_MF"]] + tiny(ds, tmp_path)) == 0
         last = tmp_path / "contrastive_MF" / "last.pt"
         saved = last.read_bytes()
 
