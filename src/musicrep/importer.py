@@ -328,7 +328,7 @@ def mel_job(audio: str, out: str, segment: str, min_frames: int, reuse: bool) ->
     """
     audio_p, out_p = Path(audio), Path(out)
     if reuse and _usable_mel(out_p, min_frames):
-        return {"status": "reused", "frames": int(np.load(out_p, mmap_mode="r").shape[1])}
+        return {"status": "reused", "frames": int(np.load(out_p, mmap_mode="r", allow_pickle=False).shape[1])}
     if audio_p.is_file() and audio_p.stat().st_size == 0:
         return {"status": "skipped", "reason": "empty_file", "detail": f"{audio_p}: 0 bytes"}
     try:
