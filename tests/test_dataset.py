@@ -128,6 +128,33 @@ def test_cf_is_seeded_and_has_the_bias_column(toy_melon):
     assert als.track_vectors.shape == (200, 17)
 
 
+def test_cf_runs_on_cpu_and_zeroes_tracks_without_interactions(toy_melon):
+    playlists = [p for p in read_playlists(toy_melon[0]) if p.source == "train.json"]
+    in_playlists = sorted({s for p in playlists for s in p.songs})
+    unseen = 10**7  # no playlist holds it
+    ids = np.asarray([*in_playlists[:60], unseen])
+    for algorithm in ("bpr", "als"):
+        cf = train_cf(playlists, ids, algorithm, factors=8, epochs=5, show_progress=False)
+        # numpy on the host (implicit's GPU build would hand back its own matrix type)
+        assert type(cf.track_vectors) is np.ndarray and type(cf.playlist_vectors) is np.ndarray
+        assert cf.track_interactions[-1] == 0 and (cf.track_interactions[:-1] > 0).all()
+        expected = [sum(s in p.songs for p in playlists) for s in ids[:5]]
+        assert cf.track_interactions[:5].tolist() == expected
+        assert not cf.track_vectors[-1].any()  # factors and bias column
+        assert np.abs(cf.track_vectors[:-1]).sum(1).min() > 0
+
+    # implicit itself never updates an unseen item: its row, bias column included, stays
+    # zero, which is what datasets made before the cf_known flag hold (h5io.py).
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+    from musicrep.cf import interaction_matrix
+
+    matrix, _ = interaction_matrix(playlists, ids)
+    model = BayesianPersonalizedRanking(factors=8, iterations=5, random_state=0, num_threads=1)
+    model.fit(matrix, show_progress=False)
+    assert not np.asarray(model.item_factors)[-1].any()
+
+
 # --- the built dataset --------------------------------------------------------------------
 
 
