@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from musicrep import dataset as dataset_mod
 from musicrep.cf import train_cf
 from musicrep.dataset import DatasetArgs, DatasetError, create_dataset
 from musicrep.genres import multi_hot
+from musicrep.h5io import read_cf_known
 from musicrep.melon import (
     MelonFormatError,
     TrackSkip,
@@ -230,6 +232,41 @@ def test_side_files_for_evaluation(tiny_dataset):
     assert sum(pop.values()) > 0
     pv = np.load(tiny_dataset / "cf_playlists.npy")
     assert pv.shape == (len(np.load(tiny_dataset / "cf_playlist_ids.npy")), 33)
+
+
+def test_tracks_in_no_training_playlist_are_flagged_and_counted(make_melon, tmp_path):
+    root, summary = make_melon()
+    playlists = json.loads((root / "train.json").read_text())
+    dropped = set(range(0, 80, 6)) - _defect_ids(summary)  # taken out of every train.json playlist
+    for pl in playlists:
+        pl["songs"] = [s for s in pl["songs"] if s not in dropped]
+    (root / "train.json").write_text(json.dumps(playlists))
+    in_train_json = {s for pl in playlists for s in pl["songs"]}
+    out = tmp_path / "out"
+    manifest = create_dataset(DatasetArgs(str(root), str(out), **FAST))
+
+    report = json.loads((out / "skipped.json").read_text())["tracks_without_cf"]
+    for split in ("train", "val"):
+        d = _h5(out / f"{split}.h5")
+        ids = d["id"][:, 0]
+        expected = ~np.isin(ids, list(in_train_json))  # no interaction in the CF matrix
+        assert d["cf_known"].dtype == np.uint8
+        np.testing.assert_array_equal(d["cf_known"] == 0, expected)
+        assert not d["cf_data"][expected].any() and d["cf_data"][~expected].any(1).all()
+        assert manifest["counts"][f"{split}_tracks_without_cf"] == expected.sum()
+        assert report[split] == sorted(ids[expected].tolist())
+        assert (read_cf_known(out / f"{split}.h5")[0] == ~expected).all()
+    assert report["count"] == sum(manifest["counts"][f"{s}_tracks_without_cf"] for s in ("train", "val"))
+    assert manifest["counts"]["train_tracks_without_cf"] >= 1  # the check above saw some
+    assert "cf_known" not in _h5(out / "test.h5")
+
+    # A file without the flag (the original code's) is read by the all-zero-row rule.
+    old = tmp_path / "old_train.h5"
+    shutil.copy(out / "train.h5", old)
+    with h5py.File(old, "a") as f:
+        del f["dataset/cf_known"]
+    known, stored = read_cf_known(old)
+    assert not stored and (known == read_cf_known(out / "train.h5")[0]).all()
 
 
 def test_same_seed_same_dataset(make_melon, tmp_path):
