@@ -19,6 +19,7 @@ from musicrep.genres import multi_hot
 from musicrep.h5io import read_cf_known
 from musicrep.melon import (
     MelonFormatError,
+    Playlist,
     TrackSkip,
     load_mel,
     read_playlists,
@@ -267,6 +268,23 @@ def test_tracks_in_no_training_playlist_are_flagged_and_counted(make_melon, tmp_
         del f["dataset/cf_known"]
     known, stored = read_cf_known(old)
     assert not stored and (known == read_cf_known(out / "train.h5")[0]).all()
+
+
+def test_tag_vocabulary_is_counted_on_train_and_val_tracks_only():
+    split_of = {1: "train", 2: "train", 3: "val", 4: "test", 5: "test", 6: "test"}
+    playlists = [
+        Playlist(10, (1, 2, 4), ("shared",), "train.json"),
+        Playlist(11, (3,), ("val_only",), "val.json"),
+        # the most frequent tags over all tracks, but carried by test tracks only
+        Playlist(12, (4, 5, 6), ("on_test_tracks",), "train.json"),
+        Playlist(13, (4, 5, 6, 1), ("in_test_playlist",), "test.json"),
+    ]
+    _, tags, _ = dataset_mod._playlist_side_files(playlists, split_of)
+    assert tags["tags"] == ["shared", "in_test_playlist", "val_only"]  # by train+val count
+    assert "on_test_tracks" not in tags["tags"]
+    assert tags["vocabulary_split"] == "train+val"
+    # test tracks still have their labels within that vocabulary (the probe scores them)
+    assert tags["tracks"]["4"] == [0, 1] and tags["tracks"]["5"] == [1]
 
 
 def test_same_seed_same_dataset(make_melon, tmp_path):

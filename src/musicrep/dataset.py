@@ -14,7 +14,8 @@ Output directory:
     splits.json                track ids per split (as written)
     cf_playlists.npy           (P, D) playlist vectors; cf_playlist_ids.npy (P,)
     continuation.json          playlists with known (train/val) and held-out (test) tracks
-    track_tags.json            top-50 playlist tags and each track's tags
+    track_tags.json            top-50 playlist tags (counted on train+val tracks) and each
+                               track's tags
     playlist_tags.json         the tags view's: training playlists' tags (tags.py)
     popularity.json            track id -> number of playlists containing it
     skipped.json               every skipped track and playlist with its reason, and the
@@ -78,6 +79,7 @@ from .splits import stratified_split
 from .tags import TAG_MATRIX, TAGS_FILE, write_playlist_tags
 
 N_TOP_TAGS = 50
+TAG_VOCABULARY_SPLITS = "train+val"  # track_tags.json: the splits its top tags are counted on
 SPLITS = ("train", "val", "test")
 OUTPUT_FILES = (
     "train.h5", "val.h5", "test.h5", "genres.json", "splits.json", "cf_playlists.npy",
@@ -200,7 +202,9 @@ def _out_location(out_dir: str) -> Path:
 def _playlist_side_files(
     playlists: list[Playlist], split_of: dict[int, str]
 ) -> tuple[list[dict], dict, dict]:
-    """Continuation pairs, track tags and popularity over the written tracks."""
+    """Continuation pairs, track tags and popularity over the written tracks. A track
+    has the tags of every playlist holding it; the top-N_TOP_TAGS vocabulary is counted
+    on the train and val tracks only (each counts a tag once)."""
     continuation = []
     tag_count: Counter = Counter()
     track_tags: dict[int, set[str]] = {t: set() for t in split_of}
@@ -214,12 +218,16 @@ def _playlist_side_files(
         for s in songs:
             popularity[s] += 1
             track_tags[s].update(pl.tags)
-    for tags in track_tags.values():
-        tag_count.update(tags)
+    # The vocabulary is counted on the train+val tracks (the tagging probe's training
+    # side): which tags are scored must not depend on the test tracks' labels.
+    for t, tags in track_tags.items():
+        if split_of[t] != "test":
+            tag_count.update(tags)
     top = [t for t, _ in sorted(tag_count.items(), key=lambda kv: (-kv[1], kv[0]))[:N_TOP_TAGS]]
     tag_index = {t: i for i, t in enumerate(top)}
     tags_json = {
         "tags": top,
+        "vocabulary_split": TAG_VOCABULARY_SPLITS,
         "tracks": {str(t): sorted(tag_index[x] for x in tags if x in tag_index)
                    for t, tags in sorted(track_tags.items())},
     }
