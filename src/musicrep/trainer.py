@@ -56,7 +56,7 @@ from .checkpoint import (
     training_state,
 )
 from .config import ConfigError, TrainConfig, resolve_device
-from .data import TrackDataset
+from .track_dataset import TrackDataset
 from .h5io import read_split_info
 from .objectives import make_objective
 from .runlog import RunLog, provenance
