@@ -207,9 +207,6 @@ def load_eval_data(dataset_dir: str | os.PathLike,
         tt = _read_json(root / "track_tags.json", ("tags", "tracks"))
         tag_y = {s: tag_targets(ids[s], tt) for s in SPLITS}
         tag_names = list(tt["tags"])
-        if "vocabulary_split" not in tt:  # made before the vocabulary left the test tracks out
-            _note(f"{root / 'track_tags.json'}: its top-50 tags were counted on all splits, "
-                  "test included; rebuild the dataset for a vocabulary from train+val only")
     else:
         _note(f"{root / 'track_tags.json'} not found: tagging task skipped")
 

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .config import ConfigError, TrainConfig
-from .h5io import LABEL_BLOCK, SplitInfo, iter_labels, read_cf_known, read_ids, read_split_info
+from .h5io import CF_KNOWN, LABEL_BLOCK, SplitInfo, iter_labels, read_cf_known, read_ids, read_split_info
 from .models import AudioEncoder, CFEncoder, GenreEncoder, MultiModalModel
 from .tags import TAG_MATRIX, TAGS_FILE, read_playlist_tags, tag_rows
 
@@ -102,7 +102,7 @@ class CFReader(RowReader):
                   "they are left out of the CF loss terms", file=sys.stderr)
 
     def read(self, g: Any, index: int) -> Batch:
-        return {**super().read(g, index), "cf_known": torch.tensor(bool(self.known[index]))}
+        return {**super().read(g, index), CF_KNOWN: torch.tensor(bool(self.known[index]))}
 
 
 def genre_tokens(labels: np.ndarray, max_tokens: int = 10) -> np.ndarray:
@@ -220,8 +220,8 @@ class AudioView(View):
 
 
 class CFView(View):
-    name, fields, input_field, target_field = "cf", ("cf", "cf_known"), "cf", "cf"
-    mask_field = "cf_known"
+    name, fields, input_field, target_field = "cf", ("cf", CF_KNOWN), "cf", "cf"
+    mask_field = CF_KNOWN  # the batch field is named as the file's dataset
 
     def setup(self, train: SplitInfo) -> None:
         if train.cf_dim is None:
