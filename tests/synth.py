@@ -25,8 +25,12 @@ def write_synthetic_dataset(
     cf_dim: int = 301,
     seed: int = 0,
     w2v_dim: int = 128,
+    zero_cf: int = 0,
 ) -> Path:
-    """Write train/val/test.h5, genres.json and embedding_matrix_128.npy under `out`."""
+    """Write train/val/test.h5, genres.json and embedding_matrix_128.npy under `out`.
+    zero_cf: that many train and val tracks (every third from the first) get an all-zero
+    CF row, as for tracks in no training playlist; no cf_known flag, as in the original's
+    files."""
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     next_id = 0
@@ -43,7 +47,9 @@ def write_synthetic_dataset(
             g["data"] = rng.normal(-30, 10, size=(n, frames, 48)).astype(np.float32)
             g["label"] = label
             if split != "test":
-                g["cf_data"] = rng.normal(size=(n, cf_dim)).astype(np.float32)
+                cf = rng.normal(size=(n, cf_dim)).astype(np.float32)
+                cf[: 3 * zero_cf : 3] = 0.0
+                g["cf_data"] = cf
     codes = [f"GN{(i // 4 + 1):02d}{(i % 4):02d}" for i in range(n_genres)]
     (out / "genres.json").write_text(
         json.dumps({"codes": codes, "names": codes, "major": [c.endswith("00") for c in codes]})

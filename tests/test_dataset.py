@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,10 @@ from musicrep import dataset_builder as dataset_mod
 from musicrep.cf import train_cf
 from musicrep.dataset_builder import DatasetArgs, DatasetError, create_dataset
 from musicrep.genres import multi_hot
+from musicrep.h5io import read_cf_known
 from musicrep.melon import (
     MelonFormatError,
+    Playlist,
     TrackSkip,
     load_mel,
     read_playlists,
@@ -128,6 +131,33 @@ def test_cf_is_seeded_and_has_the_bias_column(toy_melon):
     assert als.track_vectors.shape == (200, 17)
 
 
+def test_cf_runs_on_cpu_and_zeroes_tracks_without_interactions(toy_melon):
+    playlists = [p for p in read_playlists(toy_melon[0]) if p.source == "train.json"]
+    in_playlists = sorted({s for p in playlists for s in p.songs})
+    unseen = 10**7  # no playlist holds it
+    ids = np.asarray([*in_playlists[:60], unseen])
+    for algorithm in ("bpr", "als"):
+        cf = train_cf(playlists, ids, algorithm, factors=8, epochs=5, show_progress=False)
+        # numpy on the host (implicit's GPU build would hand back its own matrix type)
+        assert type(cf.track_vectors) is np.ndarray and type(cf.playlist_vectors) is np.ndarray
+        assert cf.track_interactions[-1] == 0 and (cf.track_interactions[:-1] > 0).all()
+        expected = [sum(s in p.songs for p in playlists) for s in ids[:5]]
+        assert cf.track_interactions[:5].tolist() == expected
+        assert not cf.track_vectors[-1].any()  # factors and bias column
+        assert np.abs(cf.track_vectors[:-1]).sum(1).min() > 0
+
+    # implicit itself never updates an unseen item: its row, bias column included, stays
+    # zero, which is what datasets made before the cf_known flag hold (h5io.py).
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+    from musicrep.cf import interaction_matrix
+
+    matrix, _ = interaction_matrix(playlists, ids)
+    model = BayesianPersonalizedRanking(factors=8, iterations=5, random_state=0, num_threads=1)
+    model.fit(matrix, show_progress=False)
+    assert not np.asarray(model.item_factors)[-1].any()
+
+
 # --- the built dataset --------------------------------------------------------------------
 
 
@@ -203,6 +233,58 @@ def test_side_files_for_evaluation(tiny_dataset):
     assert sum(pop.values()) > 0
     pv = np.load(tiny_dataset / "cf_playlists.npy")
     assert pv.shape == (len(np.load(tiny_dataset / "cf_playlist_ids.npy")), 33)
+
+
+def test_tracks_in_no_training_playlist_are_flagged_and_counted(make_melon, tmp_path):
+    root, summary = make_melon()
+    playlists = json.loads((root / "train.json").read_text())
+    dropped = set(range(0, 80, 6)) - _defect_ids(summary)  # taken out of every train.json playlist
+    for pl in playlists:
+        pl["songs"] = [s for s in pl["songs"] if s not in dropped]
+    (root / "train.json").write_text(json.dumps(playlists))
+    in_train_json = {s for pl in playlists for s in pl["songs"]}
+    out = tmp_path / "out"
+    manifest = create_dataset(DatasetArgs(str(root), str(out), **FAST))
+
+    report = json.loads((out / "skipped.json").read_text())["tracks_without_cf"]
+    for split in ("train", "val"):
+        d = _h5(out / f"{split}.h5")
+        ids = d["id"][:, 0]
+        expected = ~np.isin(ids, list(in_train_json))  # no interaction in the CF matrix
+        assert d["cf_known"].dtype == np.uint8
+        np.testing.assert_array_equal(d["cf_known"] == 0, expected)
+        assert not d["cf_data"][expected].any() and d["cf_data"][~expected].any(1).all()
+        assert manifest["counts"][f"{split}_tracks_without_cf"] == expected.sum()
+        assert report[split] == sorted(ids[expected].tolist())
+        assert (read_cf_known(out / f"{split}.h5")[0] == ~expected).all()
+    assert report["count"] == sum(manifest["counts"][f"{s}_tracks_without_cf"] for s in ("train", "val"))
+    assert manifest["counts"]["train_tracks_without_cf"] >= 1  # the check above saw some
+    assert "cf_known" not in _h5(out / "test.h5")
+
+    # A file without the flag (the original code's) is read by the all-zero-row rule.
+    old = tmp_path / "old_train.h5"
+    shutil.copy(out / "train.h5", old)
+    with h5py.File(old, "a") as f:
+        del f["dataset/cf_known"]
+    known, stored = read_cf_known(old)
+    assert not stored and (known == read_cf_known(out / "train.h5")[0]).all()
+
+
+def test_tag_vocabulary_is_counted_on_train_and_val_tracks_only():
+    split_of = {1: "train", 2: "train", 3: "val", 4: "test", 5: "test", 6: "test"}
+    playlists = [
+        Playlist(10, (1, 2, 4), ("shared",), "train.json"),
+        Playlist(11, (3,), ("val_only",), "val.json"),
+        # the most frequent tags over all tracks, but carried by test tracks only
+        Playlist(12, (4, 5, 6), ("on_test_tracks",), "train.json"),
+        Playlist(13, (4, 5, 6, 1), ("in_test_playlist",), "test.json"),
+    ]
+    _, tags, _ = dataset_mod._playlist_side_files(playlists, split_of)
+    assert tags["tags"] == ["shared", "in_test_playlist", "val_only"]  # by train+val count
+    assert "on_test_tracks" not in tags["tags"]
+    assert tags["vocabulary_split"] == "train+val"
+    # test tracks still have their labels within that vocabulary (the probe scores them)
+    assert tags["tracks"]["4"] == [0, 1] and tags["tracks"]["5"] == [1]
 
 
 def test_same_seed_same_dataset(make_melon, tmp_path):

@@ -1,8 +1,9 @@
 """DistributedDataParallel on CPU: two gloo processes under torchrun.
 
 One launch checks three things: the all-gathered NT-Xent gives the gradient of the
-loss over the global batch (the trainer's world-size scaling), the Trainer runs a few
-DDP steps on synthetic data, and both ranks end with identical weights.
+loss over the global batch (the trainer's world-size scaling), also with tracks left out
+of a CF term, the Trainer runs a few DDP steps on synthetic data (with some all-zero CF
+rows), and both ranks end with identical weights.
 """
 
 from __future__ import annotations
@@ -48,6 +49,21 @@ WORKER = textwrap.dedent(
     dist.all_reduce(grad)
     grad_ok = torch.allclose(grad / world, ref_w.grad, atol=1e-6)
 
+    # 1b. the same with tracks without a CF vector: the objective gathers the flags too
+    from musicrep.objectives import ContrastiveObjective
+    xa, xb = torch.randn(3 * world, 8, generator=g), torch.randn(3 * world, 8, generator=g)
+    known = torch.arange(3 * world) % 4 != 1
+    ref_w = w.clone().requires_grad_()
+    nt_xent(xa @ ref_w, xb @ ref_w, 0.1, known).backward()
+    loc_w = w.clone().requires_grad_()
+    sl = slice(3 * rank, 3 * rank + 3)
+    obj = ContrastiveObjective([("audio", "cf")], 0.1, gather_with_grad)
+    loss = obj({"audio": xa[sl] @ loc_w, "cf": xb[sl] @ loc_w}, {"cf_known": known[sl]})["loss"]
+    (loss * world).backward()
+    grad = loc_w.grad.clone()
+    dist.all_reduce(grad)
+    grad_ok = grad_ok and torch.allclose(grad / world, ref_w.grad, atol=1e-6)
+
     # 2. a few DDP training steps through the real Trainer
     trainer = Trainer(cfg, ctx)
     trainer.fit()
@@ -67,7 +83,7 @@ def _free_port() -> int:
 
 
 def test_two_gloo_processes_agree(tmp_path):
-    ds = write_synthetic_dataset(tmp_path / "ds", n_train=32, n_val=8, n_test=2, frames=280)
+    ds = write_synthetic_dataset(tmp_path / "ds", n_train=32, n_val=8, n_test=2, frames=280, zero_cf=3)
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out = tmp_path / "out"

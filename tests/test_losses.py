@@ -108,3 +108,109 @@ def test_loss_math_is_float32_under_bf16_autocast():
         # the only difference is the rounding of the model's outputs to bf16
         assert abs(terms[k].item() - bf16_inputs[k].item()) < 1e-6
         assert abs(terms[k].item() - exact_terms[k].item()) < 1e-2
+
+
+# --- tracks without a CF vector (cf_known = 0): out of every CF term -----------------
+
+
+def test_left_out_items_are_neither_anchors_positives_nor_negatives():
+    g = torch.Generator().manual_seed(6)
+    a, b = torch.randn(10, 32, generator=g), torch.randn(10, 32, generator=g)
+    keep = torch.tensor([1, 1, 0, 1, 0, 1, 1, 1, 0, 1], dtype=torch.bool)
+    masked = nt_xent(a, b, 0.1, keep)
+    # exactly the loss of the kept items alone
+    assert torch.allclose(masked, nt_xent(a[keep], b[keep], 0.1), atol=1e-6)
+    # whatever the left-out items' embeddings are
+    a2, b2 = a.clone(), b.clone()
+    a2[~keep], b2[~keep] = 100 * torch.randn(3, 32, generator=g), a[keep][:3]
+    assert torch.equal(nt_xent(a2, b2, 0.1, keep), masked)
+    # all kept == no mask
+    assert torch.allclose(nt_xent(a, b, 0.1, torch.ones(10, dtype=torch.bool)), nt_xent(a, b, 0.1), atol=1e-6)
+
+
+def test_left_out_items_get_no_gradient_and_all_left_out_is_zero():
+    g = torch.Generator().manual_seed(7)
+    a = torch.randn(8, 16, generator=g, requires_grad=True)
+    b = torch.randn(8, 16, generator=g, requires_grad=True)
+    keep = torch.tensor([1, 0, 1, 1, 0, 1, 0, 1], dtype=torch.bool)
+    nt_xent(a, b, 0.1, keep).backward()
+    assert not a.grad[~keep].any() and not b.grad[~keep].any()
+    assert a.grad[keep].abs().sum(1).min() > 0
+    for n_kept in (0, 1):  # no pair at all; one pair with no negative
+        a.grad = b.grad = None
+        keep = torch.zeros(8, dtype=torch.bool)
+        keep[:n_kept] = True
+        loss = nt_xent(a, b, 0.1, keep)
+        assert loss.item() == 0.0  # no term, or a positive that is the only candidate
+        loss.backward()
+        assert torch.isfinite(a.grad).all() and not a.grad.any() and not b.grad.any()
+
+
+def _views_and_batch(seed: int, n: int = 12):
+    g = torch.Generator().manual_seed(seed)
+    out = {v: torch.randn(n, 128, generator=g, requires_grad=True) for v in ("audio", "cf", "genre")}
+    out["cf_head"] = torch.randn(n, 301, generator=g, requires_grad=True)
+    out["genre_head"] = torch.randn(n, 30, generator=g, requires_grad=True)
+    known = torch.ones(n, dtype=torch.bool)
+    known[[1, 4, 5, 9]] = False
+    batch = {
+        "cf": torch.randn(n, 301, generator=g),
+        "cf_known": known,
+        "genre_targets": (torch.rand(n, 30, generator=g) > 0.8).float(),
+    }
+    return out, batch, known
+
+
+def test_contrastive_objective_keeps_tracks_without_cf_out_of_cf_terms_only():
+    from musicrep.objectives import ContrastiveObjective
+
+    obj = ContrastiveObjective([("audio", "genre"), ("audio", "cf"), ("cf", "genre")])
+    assert "cf_known" in obj.fields  # the dataset reads the flag
+    out, batch, known = _views_and_batch(8)
+    terms = obj(out, batch)
+    kept = {k: v.detach()[known] for k, v in out.items()}
+    assert torch.allclose(terms["ntxent_audio_cf"], nt_xent(kept["audio"], kept["cf"]), atol=1e-6)
+    assert torch.allclose(terms["ntxent_cf_genre"], nt_xent(kept["cf"], kept["genre"]), atol=1e-6)
+    # the genre term is unaffected: all tracks, as without the flag
+    unflagged = {k: v for k, v in batch.items() if k != "cf_known"}
+    assert torch.equal(terms["ntxent_audio_genre"], obj(out, unflagged)["ntxent_audio_genre"])
+    assert not torch.allclose(terms["ntxent_audio_cf"], obj(out, unflagged)["ntxent_audio_cf"])
+
+    # gradients from the CF terms do not reach the flagged tracks; the genre term's do
+    cf_terms = terms["ntxent_audio_cf"] + terms["ntxent_cf_genre"]
+    grads = torch.autograd.grad(cf_terms, [out["audio"], out["cf"], out["genre"]], retain_graph=True)
+    assert all(not gr[~known].any() for gr in grads)
+    assert all(gr[known].abs().sum(1).min() > 0 for gr in grads)
+    (ga,) = torch.autograd.grad(terms["ntxent_audio_genre"], [out["audio"]])
+    assert ga[~known].abs().sum(1).min() > 0
+
+    # a batch in which no track has a CF vector: CF terms 0, the rest as usual, no NaN
+    none_known = dict(batch, cf_known=torch.zeros_like(known))
+    terms = obj(out, none_known)
+    assert terms["ntxent_audio_cf"].item() == terms["ntxent_cf_genre"].item() == 0.0
+    assert torch.isfinite(terms["loss"]) and terms["loss"] > 0
+    terms["loss"].backward()
+    assert all(torch.isfinite(out[v].grad).all() for v in ("audio", "cf", "genre"))
+    assert not out["cf"].grad.any()
+
+
+def test_baseline_objective_has_no_mse_term_for_tracks_without_cf():
+    from musicrep.objectives import BaselineObjective
+
+    obj = BaselineObjective(["cf", "genre"])
+    assert "cf_known" in obj.fields
+    out, batch, known = _views_and_batch(9)
+    terms = obj(out, batch)
+    assert torch.allclose(terms["mse_cf"], F.mse_loss(out["cf_head"][known], batch["cf"][known]), atol=1e-6)
+    unflagged = {k: v for k, v in batch.items() if k != "cf_known"}
+    assert torch.equal(terms["bce_genre"], obj(out, unflagged)["bce_genre"])
+    # whatever the head predicts for them (their target is an all-zero vector)
+    moved = dict(out, cf_head=torch.where(known[:, None], out["cf_head"], 50.0))
+    assert torch.equal(obj(moved, batch)["mse_cf"], terms["mse_cf"])
+    (grad,) = torch.autograd.grad(terms["mse_cf"], [out["cf_head"]])
+    assert not grad[~known].any() and grad[known].abs().sum(1).min() > 0
+
+    terms = obj(out, dict(batch, cf_known=torch.zeros_like(known)))
+    assert terms["mse_cf"].item() == 0.0 and torch.isfinite(terms["loss"])
+    terms["loss"].backward()
+    assert torch.isfinite(out["cf_head"].grad).all() and not out["cf_head"].grad.any()

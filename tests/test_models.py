@@ -20,11 +20,14 @@ from musicrep.checkpoint import load_audio_encoder
 # Keys, shapes and dtypes of the authors' published audio_encoder.pt state dicts
 # (a copy of shared/reference/original_audio_encoder_state_dict.tsv).
 MANIFEST = Path(__file__).resolve().parent / "data" / "original_audio_encoder_state_dict.tsv"
+# The same for the original's self-attention genre ("tag") encoder with its 249-code
+# vocabulary (its trainers save it as tag_encoder_att_epoch_N.pt), read off its model code.
+GENRE_MANIFEST = MANIFEST.with_name("original_genre_encoder_state_dict.tsv")
 
 
-def read_manifest() -> list[tuple[str, tuple[int, ...], str]]:
+def read_manifest(path: Path = MANIFEST) -> list[tuple[str, tuple[int, ...], str]]:
     rows = []
-    for line in MANIFEST.read_text().strip().splitlines()[1:]:
+    for line in path.read_text().strip().splitlines()[1:]:
         key, shape, dtype = line.split("\t")
         dims = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
         rows.append((key, dims, dtype))
@@ -119,8 +122,8 @@ def test_genre_encoder_ignores_padding(aggregation):
     emb = np.random.default_rng(0).normal(size=(13, 128)).astype(np.float32)
     emb[0] = 0
     enc = GenreEncoder(emb, aggregation=aggregation, num_heads=4).eval()
-    assert torch.allclose(enc.embedding.weight[1:], torch.from_numpy(emb[1:]))
-    assert enc.embedding.weight.requires_grad  # fine-tuned
+    assert torch.allclose(enc.embeddings.weight[1:], torch.from_numpy(emb[1:]))
+    assert enc.embeddings.weight.requires_grad  # fine-tuned
     tokens = torch.tensor([[3, 5, 0, 0, 0, 0, 0, 0, 0, 0], [0] * 10])
     with torch.no_grad():
         y = enc(tokens)
@@ -129,5 +132,74 @@ def test_genre_encoder_ignores_padding(aggregation):
     assert torch.isfinite(y).all()  # a track without genres stays finite
     assert torch.allclose(y[0], y_short[0], atol=1e-5)
     if aggregation == "self":
-        att = enc.attention
-        assert att.q.out_features == 4 * 128  # d_k = 128 per head
+        assert enc.w_qs.out_features == 4 * 128  # d_k = 128 per head
+
+
+def test_genre_encoder_has_the_original_layout():
+    rows = read_manifest(GENRE_MANIFEST)
+    enc = GenreEncoder(np.zeros((250, 128), dtype=np.float32), aggregation="self", num_heads=4)
+    sd = enc.state_dict()
+    assert [(k, tuple(v.shape), str(v.dtype)) for k, v in sd.items()] == [
+        (k, dims, f"torch.{dtype}") for k, dims, dtype in rows
+    ]  # no bias in Q/K/V or the output projection
+    g = torch.Generator().manual_seed(0)
+    saved = {k: torch.randn(dims, generator=g) for k, dims, _ in rows}
+    enc.load_state_dict(saved, strict=True)  # an original tag_encoder_att_*.pt loads
+    assert enc.layer_norm.eps == 1e-6
+    assert [k for k in GenreEncoder(np.zeros((250, 128)), "mean").state_dict()] == [
+        "embeddings.weight", "fc.weight", "layer_norm.weight", "layer_norm.bias"
+    ]
+
+
+def test_attention_dropout_is_active_in_training_only():
+    emb = np.random.default_rng(1).normal(size=(40, 128)).astype(np.float32)
+    enc = GenreEncoder(emb, aggregation="self", num_heads=4)
+    g = torch.Generator().manual_seed(2)
+    tokens = torch.randint(1, 40, (64, 10), generator=g)
+    tokens[:, 7:] = 0  # 7 real tokens per track
+    mask = tokens > 0
+    x = enc.embeddings(tokens).detach()
+    with torch.no_grad():
+        enc.train()
+        _, att = enc.attend(x, mask)  # (B, H, T, T)
+        real = att[:, :, :7, :7]
+        dropped = (real == 0).float().mean().item()
+        assert 0.08 < dropped < 0.12  # p = 0.1, on the weights themselves
+        assert att[..., 7:].abs().max() < 1e-30  # padding keys get no weight
+        # the kept weights are scaled by 1 / (1 - p): rows sum to 1 only on average
+        assert abs(real.sum(-1).mean().item() - 1.0) < 0.02
+        enc.dropout.p = 0.0  # the output dropout off: what remains random is the attention's
+        assert not torch.equal(enc(tokens), enc(tokens))
+        enc.eval()
+        _, att = enc.attend(x, mask)
+        assert (att[:, :, :7, :7] > 0).all()
+        assert torch.allclose(att.sum(-1), torch.ones(64, 4, 10), atol=1e-5)
+        assert torch.equal(enc(tokens), enc(tokens))
+
+
+def test_checkpoint_with_the_old_genre_layout_fails_in_one_line(tmp_path):
+    from musicrep.checkpoint import restore
+    from musicrep.config import ConfigError
+    from musicrep.models import MultiModalModel
+
+    emb = np.zeros((13, 128), dtype=np.float32)
+    model = MultiModalModel({"genre": GenreEncoder(emb)}, {}, {})
+    # the genre part as the earlier version of this project saved it
+    old = {"embedding.weight": torch.zeros(13, 128), "norm.weight": torch.ones(128),
+           "norm.bias": torch.zeros(128)}
+    for n in ("q", "k", "v"):
+        old |= {f"attention.{n}.weight": torch.zeros(512, 128), f"attention.{n}.bias": torch.zeros(512)}
+    old |= {"attention.proj.weight": torch.zeros(128, 512), "attention.proj.bias": torch.zeros(128)}
+    with pytest.raises(ValueError, match="part 'genre' was saved by an earlier musicrep") as e:
+        model.load_part_state_dicts({"genre": old})
+    assert "\n" not in str(e.value)
+    path = tmp_path / "run" / "last.pt"
+    with pytest.raises(ConfigError) as e:
+        restore({"models": {"genre": old}}, model, None, None, 0, 1, path)
+    assert "\n" not in str(e.value) and "train anew" in str(e.value) and str(path) in str(e.value)
+    # other mismatches are named too, in one line
+    bad = dict(model.part_state_dicts()["genre"])
+    bad["fc.weight"] = torch.zeros(128, 256)
+    with pytest.raises(ValueError, match=r"part 'genre': .*fc.weight") as e:
+        model.load_part_state_dicts({"genre": bad})
+    assert "\n" not in str(e.value)

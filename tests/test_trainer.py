@@ -246,3 +246,32 @@ def test_bf16_auto_follows_what_torch_reports(dataset, tmp_path):
     assert main("single_train.py", [cfg] + tiny(dataset, tmp_path, max_steps_per_epoch=1)) == 0
     info = json.loads((tmp_path / "contrastive_MF" / "config.json").read_text())
     assert info["bf16"] == "auto" and info["bf16_resolved"] is native
+
+
+def test_tracks_without_cf_vector_are_out_of_cf_terms_in_training(tmp_path, capsys):
+    """A split where no track has a CF vector (all-zero rows, no cf_known flag: the
+    original's files): the CF terms are 0, every other term trains as usual, no NaN."""
+    ds_dir = write_synthetic_dataset(tmp_path / "d", n_train=16, n_val=8, n_test=2, frames=280)
+    for split in ("train", "val"):
+        with h5py.File(ds_dir / f"{split}.h5", "r+") as f:
+            f["dataset/cf_data"][...] = 0.0
+    for name in ("contrastive_MF_gnr", "baseline_MF_gnr"):
+        args = [str(ROOT / "configs" / f"{name}.json")] + tiny(ds_dir, tmp_path / "runs")
+        assert main(CONFIGS[name], args) == 0
+        with open(tmp_path / "runs" / name / "metrics.csv") as f:
+            row = {k: float(v) for k, v in next(csv.DictReader(f)).items()}
+        cf_terms = [t for t in TERMS[name] if t.endswith("_cf") or "_cf_" in t]
+        other = [t for t in TERMS[name] if t not in cf_terms]
+        assert cf_terms and all(row[f"{s}_{t}"] == 0.0 for t in cf_terms for s in ("train", "val"))
+        assert all(row[f"{s}_{t}"] > 0 for t in other for s in ("train", "val"))
+        assert all(np.isfinite(v) for v in row.values())
+    assert "16 of 16 tracks have no CF vector (all-zero cf_data rows)" in capsys.readouterr().err
+
+    cfg = build_config(
+        {"experiment_name": "x", "train_dataset_file": str(ds_dir / "train.h5"),
+         "validation_dataset_file": str(ds_dir / "val.h5"), "objective": "contrastive", "encoder": "MF"},
+        check_files=False,
+    )
+    views = make_views(cfg, read_split_info(ds_dir / "train.h5"))
+    item = TrackDataset(ds_dir / "train.h5", views, ("audio", "cf", "cf_known"))[3]
+    assert item["cf_known"].dtype == torch.bool and not item["cf_known"]

@@ -14,11 +14,18 @@ Output directory:
     splits.json                track ids per split (as written)
     cf_playlists.npy           (P, D) playlist vectors; cf_playlist_ids.npy (P,)
     continuation.json          playlists with known (train/val) and held-out (test) tracks
-    track_tags.json            top-50 playlist tags and each track's tags
+    track_tags.json            top-50 playlist tags (counted on train+val tracks) and each
+                               track's tags
     playlist_tags.json         the tags view's: training playlists' tags (tags.py)
     popularity.json            track id -> number of playlists containing it
-    skipped.json               every skipped track and playlist with its reason
+    skipped.json               every skipped track and playlist with its reason, and the
+                               train/val tracks without a CF vector (below)
     manifest.json              source, arguments, counts, version (written last)
+
+Tracks without a CF vector: a train/val track that no train.json playlist holds gets an
+all-zero CF row (cf.py). It is written with `cf_known = 0` (h5io.py), counted in the
+manifest (`<split>_tracks_without_cf`) and listed in skipped.json; training keeps it out
+of every CF loss term (objectives.py) and uses it everywhere else.
 
 Failure rules (README "What happens when something goes wrong"): every argument is
 checked before any work; the dataset is built in a temporary directory beside the output
@@ -73,6 +80,7 @@ from .splits import stratified_split
 from .tags import TAG_MATRIX, TAGS_FILE, write_playlist_tags
 
 N_TOP_TAGS = 50
+TAG_VOCABULARY_SPLITS = "train+val"  # track_tags.json: the splits its top tags are counted on
 SPLITS = ("train", "val", "test")
 OUTPUT_FILES = (
     "train.h5", "val.h5", "test.h5", "genres.json", "splits.json", "cf_playlists.npy",
@@ -195,7 +203,9 @@ def _out_location(out_dir: str) -> Path:
 def _playlist_side_files(
     playlists: list[Playlist], split_of: dict[int, str]
 ) -> tuple[list[dict], dict, dict]:
-    """Continuation pairs, track tags and popularity over the written tracks."""
+    """Continuation pairs, track tags and popularity over the written tracks. A track
+    has the tags of every playlist holding it; the top-N_TOP_TAGS vocabulary is counted
+    on the train and val tracks only (each counts a tag once)."""
     continuation = []
     tag_count: Counter = Counter()
     track_tags: dict[int, set[str]] = {t: set() for t in split_of}
@@ -209,12 +219,16 @@ def _playlist_side_files(
         for s in songs:
             popularity[s] += 1
             track_tags[s].update(pl.tags)
-    for tags in track_tags.values():
-        tag_count.update(tags)
+    # The vocabulary is counted on the train+val tracks (the tagging probe's training
+    # side): which tags are scored must not depend on the test tracks' labels.
+    for t, tags in track_tags.items():
+        if split_of[t] != "test":
+            tag_count.update(tags)
     top = [t for t, _ in sorted(tag_count.items(), key=lambda kv: (-kv[1], kv[0]))[:N_TOP_TAGS]]
     tag_index = {t: i for i, t in enumerate(top)}
     tags_json = {
         "tags": top,
+        "vocabulary_split": TAG_VOCABULARY_SPLITS,
         "tracks": {str(t): sorted(tag_index[x] for x in tags if x in tag_index)
                    for t, tags in sorted(track_tags.items())},
     }
@@ -259,11 +273,13 @@ def _write_split(
     ids: np.ndarray,
     labels: np.ndarray,
     cf: np.ndarray | None,
+    cf_known: np.ndarray | None,
     args: DatasetArgs,
     pool: ThreadPoolExecutor,
     skipped: list[dict],
 ) -> np.ndarray:
-    """Stream one split's mels into `<name>.h5`; returns the ids written."""
+    """Stream one split's mels into `<name>.h5`; returns the ids written. cf (N, D) and
+    cf_known (N,) are row-aligned with ids (None for the test split)."""
     manifest = {"split": name, "version": __version__, **asdict(args)}
     writer = SplitWriter(out / f"{name}.h5", len(ids), args.frames,
                          None if cf is None else cf.shape[1], args.dtype, manifest)
@@ -292,6 +308,7 @@ def _write_split(
                     np.stack([results[i] for i in ok]).astype(args.dtype, copy=False),
                     labels[rows],
                     None if cf is None else cf[rows],
+                    None if cf_known is None else cf_known[rows],
                 )
                 written.extend(int(batch[i]) for i in ok)
             bar.update(len(batch))
@@ -367,18 +384,27 @@ def _build(args: DatasetArgs, out: Path) -> dict:
     except ValueError as e:  # no train.json playlist holds a train/val track
         raise DatasetError(f"{root / 'train.json'}: {e}") from None
     cf_row = {int(t): j for j, t in enumerate(cf.track_ids)}
+    cf_known = cf.track_interactions > 0  # (T,) False: in no train.json playlist
 
     written: dict[str, np.ndarray] = {}
+    without_cf: dict[str, list[int]] = {}  # split -> written tracks with no CF vector
     with ThreadPoolExecutor(max(1, args.workers)) as pool:
         for name, rows in zip(SPLITS, (train_i, val_i, test_i)):
-            split_cf = None
+            split_cf = split_known = None
             if name != "test":
-                split_cf = cf.track_vectors[[cf_row[int(t)] for t in ids[rows]]]
+                j = np.asarray([cf_row[int(t)] for t in ids[rows]], dtype=np.int64)
+                split_cf, split_known = cf.track_vectors[j], cf_known[j]
             n_skipped = len(skipped)
             written[name] = _write_split(name, out, root, ids[rows], labels[rows], split_cf,
-                                         args, pool, skipped)
+                                         split_known, args, pool, skipped)
             _check_split_written(name, len(rows), written[name], skipped[n_skipped:],
                                  args.frames)
+            if name != "test":
+                without_cf[name] = [int(t) for t in written[name] if not cf_known[cf_row[int(t)]]]
+    if any(without_cf.values()):
+        print(f"CF: {len(without_cf['train'])} train and {len(without_cf['val'])} val tracks are in "
+              "no train.json playlist: all-zero CF vector, flagged (cf_known = 0) and kept out "
+              "of the CF loss terms (listed in skipped.json)", file=sys.stderr)
 
     split_of = {int(t): name for name in SPLITS for t in written[name]}
     continuation, tags_json, pop_json = _playlist_side_files(playlists, split_of)
@@ -403,6 +429,12 @@ def _build(args: DatasetArgs, out: Path) -> dict:
             "occurrences": sum(unknown_songs.values()),
             "ids": sorted(unknown_songs),
         },
+        # Written and used for training, but with no CF vector (not in the CF loss terms).
+        "tracks_without_cf": {
+            "count": sum(len(v) for v in without_cf.values()),
+            "reason": "in no train.json playlist: all-zero CF vector, cf_known = 0",
+            **{name: sorted(v) for name, v in without_cf.items()},
+        },
     })
     manifest = {
         "format": "musicrep-dataset",
@@ -417,6 +449,7 @@ def _build(args: DatasetArgs, out: Path) -> dict:
             "skipped_playlists": len(skipped_playlists),
             "playlist_songs_not_in_meta": len(unknown_songs),
             "cf_playlists": len(cf.playlist_ids),
+            **{f"{k}_tracks_without_cf": len(v) for k, v in without_cf.items()},
             "continuation_playlists": len(continuation),
             "genres": len(vocab.codes),
             "major_genres": sum(vocab.major),

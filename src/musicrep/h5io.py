@@ -4,8 +4,15 @@ One file per split with group `dataset`:
     id       (N, 1)        int32
     data     (N, F, 48)    float32 or float16 -- the first F frames, frames x bands
     cf_data  (N, 301)      float32 -- train and val only (test tracks are cold-start)
+    cf_known (N,)          uint8   -- with cf_data: 1 = the track is in the CF training
+                                      matrix, 0 = no interaction (its cf_data row is zero)
     label    (N, 100)      int16   -- genre vocabulary indices, -1 padded
-Files written by the original create_dataset.py and by this one are interchangeable.
+Files written by the original create_dataset.py and by this one are interchangeable
+(`cf_known` is an extra field the original code never reads). Files without it (the
+original's, and this project's before it) are read by `read_cf_known` as "a track is
+known unless its cf_data row is all zero": what `implicit` leaves for a track it never
+saw. The original's LightFM leaves such tracks at their random initial values instead,
+which no reader can tell apart; the explicit flag does not depend on the library.
 The file's root attribute `manifest` holds the creation arguments as JSON.
 
 Readers open a split with `open_split` (which checks the group and the fields asked
@@ -28,6 +35,7 @@ from .audio import N_MELS
 
 SPLITS = ("train", "val", "test")
 LABEL_BLOCK = 8192  # rows of `label` handled at a time (bounds memory on the full split)
+CF_KNOWN = "cf_known"
 
 
 def open_split(path: str | os.PathLike, fields: tuple[str, ...] = ("id", "data")) -> tuple[h5py.File, h5py.Group]:
@@ -50,7 +58,7 @@ def open_split(path: str | os.PathLike, fields: tuple[str, ...] = ("id", "data")
         for name, kinds, what in (("label", "iu", "integers"), ("cf_data", "fiu", "numbers")):
             if name in g and (g[name].ndim != 2 or g[name].dtype.kind not in kinds):
                 raise ValueError(f"{path}: dataset/{name} must be (N, width) {what}, got {g[name].dtype} {g[name].shape}")
-        rows = {name: g[name].shape[0] for name in ("id", "data", "label", "cf_data") if name in g}
+        rows = {name: g[name].shape[0] for name in ("id", "data", "label", "cf_data", CF_KNOWN) if name in g}
         if len(set(rows.values())) > 1:
             raise ValueError(f"{path}: per-track fields differ in rows: {rows}")
     except BaseException:
@@ -100,6 +108,25 @@ def read_ids(path: str | os.PathLike) -> np.ndarray:
         return np.asarray(g["id"][...]).reshape(-1).astype(np.int64)
 
 
+def cf_rows_known(cf: np.ndarray) -> np.ndarray:
+    """(N, D) CF vectors -> (N,) bool: the fallback rule, known unless all zero."""
+    return (np.asarray(cf) != 0).any(1)
+
+
+def read_cf_known(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
+    """((N,) bool: the track has a CF vector, stored?) of a split with cf_data.
+
+    The stored `cf_known` flag when the file has one (stored = True); otherwise derived
+    from the rows, a track being known unless its cf_data row is all zero (read in
+    blocks: the full train split's cf_data is ~600 MB)."""
+    f, g = open_split(path, ("cf_data",))
+    with f:
+        if CF_KNOWN in g:
+            return np.asarray(g[CF_KNOWN][...]).reshape(-1) > 0, True
+        return np.concatenate([cf_rows_known(b) for b in _blocks(g["cf_data"], LABEL_BLOCK)]
+                              or [np.zeros(0, bool)]), False
+
+
 def read_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """(ids (N,) int64, labels (N, W) as stored) of a split."""
     f, g = open_split(path, ("id", "label"))
@@ -144,22 +171,29 @@ class SplitWriter:
             "label", (cap, LABEL_WIDTH), np.int16, maxshape=(None, LABEL_WIDTH),
             chunks=(1024, LABEL_WIDTH),
         )
-        self._cf = None
+        self._cf = self._cf_known = None
         if cf_dim is not None:
             self._cf = g.create_dataset(
                 "cf_data", (cap, cf_dim), np.float32, maxshape=(None, cf_dim), chunks=(256, cf_dim)
             )
+            self._cf_known = g.create_dataset(CF_KNOWN, (cap,), np.uint8, maxshape=(None,), chunks=(4096,))
 
     def append(
-        self, ids: np.ndarray, data: np.ndarray, labels: np.ndarray, cf: np.ndarray | None = None
+        self,
+        ids: np.ndarray,
+        data: np.ndarray,
+        labels: np.ndarray,
+        cf: np.ndarray | None = None,
+        cf_known: np.ndarray | None = None,
     ) -> None:
-        """Write a batch: ids (B,), data (B, F, 48), labels (B, 100), cf (B, D)."""
+        """Write a batch: ids (B,), data (B, F, 48), labels (B, 100), cf (B, D) and
+        cf_known (B,) bool (None: known unless the cf row is all zero)."""
         b = len(ids)
         if b == 0:
             return
         end = self.n + b
         if end > self._id.shape[0]:
-            for d in (self._id, self._data, self._label, self._cf):
+            for d in (self._id, self._data, self._label, self._cf, self._cf_known):
                 if d is not None:
                     d.resize(end, axis=0)
         self._id[self.n:end, 0] = ids
@@ -169,11 +203,13 @@ class SplitWriter:
             if cf is None:
                 raise ValueError(f"{self.path}: this split has cf_data, but no CF rows were given")
             self._cf[self.n:end] = cf
+            known = cf_rows_known(cf) if cf_known is None else np.asarray(cf_known, bool)
+            self._cf_known[self.n:end] = known
         self.n = end
 
     def close(self) -> None:
         """Cut to the rows written, close, and move to the final name."""
-        for d in (self._id, self._data, self._label, self._cf):
+        for d in (self._id, self._data, self._label, self._cf, self._cf_known):
             if d is not None:
                 d.resize(self.n, axis=0)
         self._f.close()

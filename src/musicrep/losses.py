@@ -27,13 +27,24 @@ def float32_math(x: torch.Tensor) -> torch.autocast:
     return torch.autocast(device_type=x.device.type, enabled=False)
 
 
-def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+def nt_xent(
+    a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1, keep: torch.Tensor | None = None
+) -> torch.Tensor:
     """NT-Xent between two (N, d) views; a scalar averaged over all 2N anchors
-    (that is, over both directions a->b and b->a)."""
+    (that is, over both directions a->b and b->a).
+
+    keep: (N,) bool, None for all. An item with False takes no part at all: it is
+    neither an anchor nor anyone's positive or negative (a track without a CF vector in
+    a CF term). The loss is then exactly that of the M kept items alone, averaged over
+    their 2M anchors; 0 (with a graph, zero gradients) when none is kept. Under DDP pass
+    the gathered keep with the gathered views: every rank then averages over the same
+    global set of anchors, which the trainer's world-size scaling relies on."""
     if a.shape != b.shape or a.dim() != 2:
         raise ValueError(
             f"nt_xent needs two (N, d) tensors of one shape, got {tuple(a.shape)}, {tuple(b.shape)}"
         )
+    if keep is not None and keep.shape != (a.shape[0],):
+        raise ValueError(f"nt_xent keep must be ({a.shape[0]},), got {tuple(keep.shape)}")
     n = a.shape[0]
     # float32 even under bf16 autocast: the logits are divided by a small temperature.
     with float32_math(a):
@@ -43,7 +54,16 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch
         logits = logits.masked_fill(self_pair, float("-inf"))  # never its own negative
         idx = torch.arange(n, device=z.device)
         target = torch.cat([idx + n, idx])  # row i of a -> row i of b, and back
-        return F.cross_entropy(logits, target)
+        if keep is None:
+            return F.cross_entropy(logits, target)
+        kept = torch.cat([keep, keep]).bool()  # (2N,)
+        # A left-out item is nobody's candidate. The fill is finite, not -inf, so the
+        # rows of left-out anchors stay finite (no NaN through their zero weight below);
+        # exp(fill - row max) underflows to exactly 0, as if the column were absent.
+        logits = logits.masked_fill(~kept[None, :], torch.finfo(logits.dtype).min)
+        per_anchor = F.cross_entropy(logits, target, reduction="none")  # (2N,)
+        per_anchor = torch.where(kept, per_anchor, torch.zeros_like(per_anchor))
+        return per_anchor.sum() / kept.sum().clamp(min=1)  # mean over kept anchors
 
 
 def nt_xent_direct(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:

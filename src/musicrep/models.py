@@ -148,43 +148,21 @@ class CFEncoder(nn.Module):
         return self.net(cf)  # (B, 128)
 
 
-class MultiHeadSelfAttention(nn.Module):
-    """Self-attention over a track's genre tokens, padding keys masked.
-
-    d_k = d_v = 128 per head (not d_model / heads), as in the paper's genre encoder.
-    """
-
-    def __init__(self, d_model: int, num_heads: int = 4, d_k: int = 128, dropout: float = 0.1):
-        super().__init__()
-        self.num_heads, self.d_k = num_heads, d_k
-        self.q = nn.Linear(d_model, num_heads * d_k)
-        self.k = nn.Linear(d_model, num_heads * d_k)
-        self.v = nn.Linear(d_model, num_heads * d_k)
-        self.proj = nn.Linear(num_heads * d_k, EMBED_DIM)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # x: (B, T, d_model), mask: (B, T) True for real tokens
-        b, t, _ = x.shape
-        h, d = self.num_heads, self.d_k
-        q = self.q(x).view(b, t, h, d).transpose(1, 2)  # (B, H, T, d_k)
-        k = self.k(x).view(b, t, h, d).transpose(1, 2)  # (B, H, T, d_k)
-        v = self.v(x).view(b, t, h, d).transpose(1, 2)  # (B, H, T, d_v)
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(d)  # (B, H, T, T)
-        # A finite fill (not -inf) keeps tracks without any genre free of NaNs; their
-        # outputs are discarded by the token mask afterwards anyway.
-        att = att.masked_fill(~mask[:, None, None, :], torch.finfo(att.dtype).min)
-        att = att.softmax(dim=-1)
-        y = (att @ v).transpose(1, 2).reshape(b, t, h * d)  # (B, T, H*d_v)
-        return self.dropout(self.proj(y))  # (B, T, 128)
-
-
 class GenreEncoder(nn.Module):
     """Genre tokens (B, T<=10), index+1 with 0 = padding -> (B, 128).
 
     The token table starts from the genre word2vec matrix (row 0 = padding) and is
-    fine-tuned. aggregation "self": multi-head self-attention, summed over real tokens;
-    "mean": a linear projection of each token, averaged over real tokens.
+    fine-tuned. Parameter names and shapes are the original's (`embeddings`, `w_qs`,
+    `w_ks`, `w_vs`, `fc`, `layer_norm`), so its saved tag encoders load with strict=True.
+
+    aggregation "self" (the paper's), as the original: H heads of d_k = d_v = 128 each
+    (not d_model / H), Q/K/V and output projections without biases, padding keys
+    masked, dropout on the attention weights and on the projected outputs, LayerNorm
+    (eps 1e-6). One deliberate difference: the original sums the outputs of all T
+    positions, padding included, so a track's embedding depends on how many padding
+    slots it has; here only its real tokens are summed.
+    "mean": a bias-free projection of each token, averaged over the real tokens,
+    dropout, LayerNorm (the original keeps the table frozen there; here it is tuned).
     """
 
     def __init__(
@@ -202,26 +180,48 @@ class GenreEncoder(nn.Module):
                 f"embedding matrix must be (n_genres + 1, d), got {tuple(weights.shape)}"
             )
         self.aggregation = aggregation
-        self.embedding = nn.Embedding.from_pretrained(weights, freeze=False, padding_idx=0)
+        self.embeddings = nn.Embedding.from_pretrained(weights, freeze=False, padding_idx=0)
         d_model = weights.shape[1]
         if aggregation == "self":
-            self.attention = MultiHeadSelfAttention(d_model, num_heads, d_k, dropout)
+            self.num_heads, self.d_k = num_heads, d_k
+            self.w_qs = nn.Linear(d_model, num_heads * d_k, bias=False)
+            self.w_ks = nn.Linear(d_model, num_heads * d_k, bias=False)
+            self.w_vs = nn.Linear(d_model, num_heads * d_k, bias=False)
+            self.fc = nn.Linear(num_heads * d_k, EMBED_DIM, bias=False)
+            self.attn_dropout = nn.Dropout(dropout)
         elif aggregation == "mean":
-            self.proj = nn.Linear(d_model, EMBED_DIM)
+            self.fc = nn.Linear(d_model, EMBED_DIM, bias=False)
         else:
             raise ValueError(f"aggregation must be 'self' or 'mean', got {aggregation!r}")
-        self.norm = nn.LayerNorm(EMBED_DIM)
+        self.dropout = nn.Dropout(dropout)
+        self.layer_norm = nn.LayerNorm(EMBED_DIM, eps=1e-6)
+
+    def attend(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Self-attention ("self"): x (B, T, d), mask (B, T) True for real tokens ->
+        (per-token outputs (B, T, 128), attention weights (B, H, T, T) after dropout)."""
+        b, t, _ = x.shape
+        h, d = self.num_heads, self.d_k
+        q = self.w_qs(x).view(b, t, h, d).transpose(1, 2)  # (B, H, T, d_k)
+        k = self.w_ks(x).view(b, t, h, d).transpose(1, 2)  # (B, H, T, d_k)
+        v = self.w_vs(x).view(b, t, h, d).transpose(1, 2)  # (B, H, T, d_v)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(d)  # (B, H, T, T)
+        # A finite fill (not -inf) keeps tracks without any genre free of NaNs; their
+        # outputs are discarded by the token mask afterwards anyway.
+        att = att.masked_fill(~mask[:, None, None, :], torch.finfo(att.dtype).min)
+        att = self.attn_dropout(att.softmax(dim=-1))  # training: drops query-key links
+        y = (att @ v).transpose(1, 2).reshape(b, t, h * d)  # (B, T, H*d_v)
+        return self.dropout(self.fc(y)), att  # (B, T, 128), (B, H, T, T)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # tokens: (B, T) int64
         mask = tokens > 0  # (B, T)
-        x = self.embedding(tokens)  # (B, T, d)
+        x = self.embeddings(tokens)  # (B, T, d)
         keep = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
         if self.aggregation == "self":
-            y = (self.attention(x, mask) * keep).sum(1)  # (B, 128)
+            y = (self.attend(x, mask)[0] * keep).sum(1)  # (B, 128): real tokens only
         else:
-            y = (self.proj(x) * keep).sum(1) / keep.sum(1).clamp(min=1)  # (B, 128)
-        return self.norm(y)  # (B, 128)
+            y = self.dropout((self.fc(x) * keep).sum(1) / keep.sum(1).clamp(min=1))  # (B, 128)
+        return self.layer_norm(y)  # (B, 128)
 
 
 class MultiModalModel(nn.Module):
@@ -264,11 +264,34 @@ class MultiModalModel(nn.Module):
         return {name: part.state_dict() for name, part in self.parts().items()}
 
     def load_part_state_dicts(self, parts: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Load every part strictly; ValueError (one line) naming the part that does not fit."""
         own = self.parts()
         if set(parts) != set(own):
             raise ValueError(f"checkpoint holds parts {sorted(parts)}, model has {sorted(own)}")
         for name, sd in parts.items():
-            own[name].load_state_dict(sd, strict=True)
+            expected = set(own[name].state_dict())
+            if set(sd) != expected:
+                raise ValueError(_part_mismatch(name, set(sd), expected))
+            try:
+                own[name].load_state_dict(sd, strict=True)
+            except RuntimeError as e:  # shapes: the first line says only "Error(s) in loading"
+                detail = " ".join(str(e).split("\n")[1:]).strip() or str(e)
+                raise ValueError(f"part '{name}': {detail}") from None
+
+
+# Keys of the genre/tags encoder before it took the original's bias-free layout.
+_OLD_GENRE_KEYS = ("attention.q.weight", "proj.weight")
+
+
+def _part_mismatch(name: str, got: set[str], expected: set[str]) -> str:
+    """One line on why a saved part's keys differ from the model's."""
+    if any(k in got for k in _OLD_GENRE_KEYS) and "embedding.weight" in got:
+        return (f"part '{name}' was saved by an earlier musicrep whose genre encoder had biased "
+                "Q/K/V/output projections (keys 'attention.*', 'embedding.*', 'norm.*'); this "
+                "version has the original's bias-free layout, which cannot continue it: train anew")
+    extra, missing = sorted(got - expected), sorted(expected - got)
+    return (f"part '{name}' does not match this model: unexpected keys {extra[:3]}, "
+            f"missing keys {missing[:3]}")
 
 
 def count_parameters(module: nn.Module) -> int:

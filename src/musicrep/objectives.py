@@ -13,6 +13,11 @@ is the same for all of them. The paper's six configurations:
                  MF_gnr  ntxent_audio_genre + ntxent_audio_cf + ntxent_cf_genre
 
 Any other set of views works the same way (e.g. tags: ntxent_audio_tags, bce_tags).
+
+Tracks without data for a view (its `mask_field`, e.g. cf_known: no CF vector) are left
+out of every term of that view: its regression term averages over the other tracks
+only, and its NT-Xent terms drop them as anchors, positives and negatives (losses.py).
+Every other term uses them as usual.
 """
 
 from __future__ import annotations
@@ -28,6 +33,30 @@ from .views import VIEWS
 
 Batch = dict[str, torch.Tensor]
 LOSSES = {"mse": ("mse", F.mse_loss), "bce": ("bce", F.binary_cross_entropy_with_logits)}
+
+
+def with_mask_fields(fields: Sequence[str], views: Sequence[str]) -> tuple[str, ...]:
+    """`fields` plus the mask field of each view that has one."""
+    masks = (VIEWS[v].mask_field for v in views)
+    return tuple(dict.fromkeys([*fields, *(m for m in masks if m)]))
+
+
+def view_keep(batch: Batch, view: str) -> torch.Tensor | None:
+    """(B,) bool: the tracks that have `view`'s data; None when all do (no mask field,
+    or a batch built without it)."""
+    field = VIEWS[view].mask_field
+    return batch[field].bool() if field and field in batch else None
+
+
+def masked_mean_loss(loss: Callable[..., torch.Tensor], pred: torch.Tensor, target: torch.Tensor,
+                     keep: torch.Tensor | None) -> torch.Tensor:
+    """loss(pred, target) averaged over the kept rows only; (B, D) inputs, keep (B,) or
+    None. 0 (zero gradients) when no row is kept."""
+    if keep is None:
+        return loss(pred, target)
+    per = loss(pred, target, reduction="none")  # (B, D)
+    rows = keep.to(per.dtype).unsqueeze(1)  # (B, 1)
+    return (per * rows).sum() / (rows.sum() * per.shape[1]).clamp(min=1)
 
 
 class Objective:
@@ -52,14 +81,15 @@ class BaselineObjective(Objective):
     def __init__(self, targets: Sequence[str]):
         self.targets = tuple(targets)
         self.name = "baseline_" + "_".join(self.targets)
-        self.fields = ("audio", *(VIEWS[t].target_field for t in self.targets))
+        self.fields = with_mask_fields(("audio", *(VIEWS[t].target_field for t in self.targets)), self.targets)
         self.terms = tuple(f"{LOSSES[VIEWS[t].target_loss][0]}_{t}" for t in self.targets)
 
     def __call__(self, out: Batch, batch: Batch) -> Batch:
         terms = {}
         for t, term in zip(self.targets, self.terms):
             loss = LOSSES[VIEWS[t].target_loss][1]
-            terms[term] = loss(out[f"{t}_head"].float(), batch[VIEWS[t].target_field].float())
+            pred, target = out[f"{t}_head"].float(), batch[VIEWS[t].target_field].float()
+            terms[term] = masked_mean_loss(loss, pred, target, view_keep(batch, t))
         return {"loss": sum(terms.values()), **terms}
 
 
@@ -77,15 +107,26 @@ class ContrastiveObjective(Objective):
         self.gather = gather
         self.uses_gather = gather is not None
         self.views = tuple(dict.fromkeys(["audio", *(v for p in self.pairs for v in p)]))
-        self.fields = tuple(VIEWS[v].input_field for v in self.views)
+        self.fields = with_mask_fields([VIEWS[v].input_field for v in self.views], self.views)
         self.terms = tuple(f"ntxent_{a}_{b}" for a, b in self.pairs)
         self.name = "contrastive_" + "_".join(self.views[1:])
 
     def __call__(self, out: Batch, batch: Batch) -> Batch:
         # Gather each view once (under DDP: the global batch), then compare.
         z = {v: self.gather(out[v]) if self.gather else out[v] for v in self.views}
-        terms = {f"ntxent_{a}_{b}": nt_xent(z[a], z[b], self.temperature) for a, b in self.pairs}
+        keep = {v: self._keep(batch, v) for v in self.views}  # (global B,) bool or None
+        terms = {}
+        for a, b in self.pairs:
+            masks = [k for k in (keep[a], keep[b]) if k is not None]
+            both = masks[0] & masks[-1] if masks else None  # tracks that have both views
+            terms[f"ntxent_{a}_{b}"] = nt_xent(z[a], z[b], self.temperature, both)
         return {"loss": sum(terms.values()), **terms}
+
+    def _keep(self, batch: Batch, view: str) -> torch.Tensor | None:
+        keep = view_keep(batch, view)
+        if keep is None or not self.gather:
+            return keep
+        return self.gather(keep.float()) > 0.5  # the global batch's, in the views' order
 
 
 def make_objective(cfg: TrainConfig, distributed: bool = False) -> Objective:

@@ -6,11 +6,15 @@ for baselines, a head target (a field the audio embedding is trained to predict)
 
     view    fields                            encoder                 head target
     audio   audio (crop_frames, 48)           AudioEncoder (the CNN)  -
-    cf      cf (cf_dim,)                      CFEncoder               cf, MSE
+    cf      cf (cf_dim,), cf_known ()         CFEncoder               cf, MSE
     genre   genre_tokens (max_genres,),       GenreEncoder            genre_targets, BCE
             genre_targets (n_genres,)
     tags    tags_tokens (max_tags,),          GenreEncoder on tags    tags_targets, BCE
             tags_targets (n_tags,)
+
+A view whose data some tracks lack names a `mask_field`: a per-track bool, False where
+the track has none (cf_known: train/val tracks in no training playlist have an all-zero
+CF vector). The objectives leave such tracks out of that view's loss terms.
 
 Adding a modality = one View subclass here (plus whatever writes its data), registered
 in VIEWS; the config names it in `views`/`targets`, and the model, the objectives, the
@@ -24,6 +28,7 @@ so the paper's six configurations start from exactly the same weights as before.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,7 +38,7 @@ import torch
 from torch import nn
 
 from .config import ConfigError, TrainConfig
-from .h5io import LABEL_BLOCK, SplitInfo, iter_labels, read_ids, read_split_info
+from .h5io import CF_KNOWN, LABEL_BLOCK, SplitInfo, iter_labels, read_cf_known, read_ids, read_split_info
 from .models import AudioEncoder, CFEncoder, GenreEncoder, MultiModalModel
 from .tags import TAG_MATRIX, TAGS_FILE, read_playlist_tags, tag_rows
 
@@ -81,6 +86,23 @@ class RowReader(FieldReader):
 
     def read(self, g: Any, index: int) -> Batch:
         return {self.field: torch.from_numpy(np.asarray(g[self.dataset][index], dtype=np.float32))}
+
+
+class CFReader(RowReader):
+    """cf: the CF vector; cf_known: whether the track has one (h5io.read_cf_known: the
+    stored flag, else "not an all-zero row"), read for the whole split at once."""
+
+    def __init__(self, path: str):
+        super().__init__("cf_data", "cf")
+        self.known, stored = read_cf_known(path)  # (N,) bool
+        missing = int((~self.known).sum())
+        if missing:
+            how = "cf_known = 0" if stored else "all-zero cf_data rows"
+            print(f"note: {path}: {missing} of {len(self.known)} tracks have no CF vector ({how}); "
+                  "they are left out of the CF loss terms", file=sys.stderr)
+
+    def read(self, g: Any, index: int) -> Batch:
+        return {**super().read(g, index), CF_KNOWN: torch.tensor(bool(self.known[index]))}
 
 
 def genre_tokens(labels: np.ndarray, max_tokens: int = 10) -> np.ndarray:
@@ -138,6 +160,7 @@ class View:
     input_field: ClassVar[str]  # what its encoder reads
     target_field: ClassVar[str | None] = None  # what a baseline head predicts
     target_loss: ClassVar[str] = "mse"  # "mse" | "bce"
+    mask_field: ClassVar[str | None] = None  # (B,) bool: False where a track lacks this view
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -197,7 +220,8 @@ class AudioView(View):
 
 
 class CFView(View):
-    name, fields, input_field, target_field = "cf", ("cf",), "cf", "cf"
+    name, fields, input_field, target_field = "cf", ("cf", CF_KNOWN), "cf", "cf"
+    mask_field = CF_KNOWN  # the batch field is named as the file's dataset
 
     def setup(self, train: SplitInfo) -> None:
         if train.cf_dim is None:
@@ -209,7 +233,7 @@ class CFView(View):
     def reader(self, path: str, info: SplitInfo, train: bool, fields: set[str]) -> FieldReader:
         if info.cf_dim != self.cf_dim:
             raise ValueError(f"{path}: dataset/cf_data is {info.cf_dim}-d, the train split's {self.cf_dim}-d")
-        return RowReader("cf_data", "cf")
+        return CFReader(path)
 
     def encoder(self) -> nn.Module:
         return CFEncoder(self.cf_dim)
