@@ -31,9 +31,17 @@ def test_weighted_metrics_equal_the_resampled_test_set():
     for b in range(5):
         i = _resample(w[b])
         assert roc[b] == pytest.approx(np.mean([roc_auc_score(y[i, j], s[i, j]) for j in range(3)]))
-        assert pr[b] == pytest.approx(np.mean([average_precision_score(y[i, j], s[i, j]) for j in range(3)]))
         assert r2[b] == pytest.approx(r2_score(true[i], pred[i]))
         assert rho[b] == pytest.approx(spearmanr(pred[i], true[i]).statistic)
+    # AP ranks the copies of one item one after the other (distinct items keep their ties):
+    # sklearn on the resample with each copy nudged below the previous one.
+    s = rng.normal(size=(n, 4)) + y  # no ties between distinct items
+    _, pr = stats.auc_replicates(s, y, w)
+    for b in range(5):
+        i = _resample(w[b])
+        copy = np.concatenate([np.arange(c) for c in w[b].astype(int)])
+        ap = [average_precision_score(y[i, j], s[i, j] - 1e-9 * copy) for j in range(3)]
+        assert pr[b] == pytest.approx(np.mean(ap))
     # Weights of one: the full test set, as metrics.macro_roc_pr_auc reports it.
     full = macro_roc_pr_auc(y.astype(int), s)
     roc1, pr1 = stats.auc_replicates(s, y, np.ones((1, n)))
@@ -112,3 +120,14 @@ def test_single_seed_has_no_std_and_missing_values_no_interval():
     assert s["std"] is None and s["mean"] == 0.7 and s["ci_low"] == pytest.approx(0.7)
     none = stats.summarize([np.nan], np.full((1, 10), np.nan), np.zeros((10, 1), int))
     assert none["mean"] is None and none["n_seeds"] == 0
+
+
+def test_bootstrap_ap_is_not_biased_upwards():
+    """The replicates' mean AP stays near the full-test AP (lumping copies would not)."""
+    rng = np.random.default_rng(6)
+    n = 400
+    y = rng.random((n, 6)) < 0.1
+    s = rng.normal(size=(n, 6)) + 0.8 * y
+    _, pr = stats.auc_replicates(s, y, stats.bootstrap_weights(n, 400, rng))
+    _, full = stats.auc_replicates(s, y, np.ones((1, n)))
+    assert abs(pr.mean() - full[0]) < 0.006

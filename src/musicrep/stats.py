@@ -29,7 +29,8 @@ so identical models get p = 1 and the smallest p possible is 2 / (B + 1).
 
 Metrics are recomputed from the arrays ``evaluation.evaluate_embeddings(items=...)``
 writes: macro ROC-AUC and average precision over the labels that have a positive and a
-negative among the (resampled) test tracks, ridge-probe R^2 and Spearman of the mood,
+negative among the test tracks (a replicate that loses all positives of a rare label
+keeps that label's full-test value), ridge-probe R^2 and Spearman of the mood,
 and the mean of per-playlist continuation metrics. With weights all 1 every function
 returns what ``musicrep.metrics`` / ``evaluation`` report for the full test set.
 """
@@ -75,11 +76,20 @@ def seed_draws(n_seeds: int, n_boot: int, rng: np.random.Generator) -> np.ndarra
 
 def _binary_auc_ap(score: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ROC-AUC and average precision of one label under weights w (B, n); NaN where the
-    weighted sample lacks a positive or a negative. Ties share one threshold (as sklearn)."""
+    weighted sample lacks a positive or a negative.
+
+    Distinct items with tied scores share one threshold (as sklearn). The c copies of
+    one item that a replicate draws are ranked one after the other instead: lumping
+    them would give every copy of a positive the precision after all c, which biases
+    bootstrap AP upwards. With weights of one both agree with sklearn.
+    """
+    from scipy.special import digamma
+
     order = np.argsort(-score, kind="stable")  # descending score
     s, pos = score[order], y[order].astype(np.float64)
     ws = w[:, order]
     last = np.r_[s[1:] != s[:-1], True]  # last position of each group of tied scores
+    single = np.diff(np.r_[-1, np.nonzero(last)[0]]) == 1  # groups of one distinct item
     tp = np.cumsum(ws * pos, axis=1)[:, last]  # (B, G) weight of positives above each threshold
     fp = np.cumsum(ws * (1.0 - pos), axis=1)[:, last]
     n_pos, n_neg = tp[:, -1], fp[:, -1]
@@ -89,7 +99,12 @@ def _binary_auc_ap(score: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.
         # ROC: a negative counts the positives above it, and half of those tied with it.
         roc = (dfp * (tp - dtp / 2)).sum(axis=1) / (n_pos * n_neg)
         precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
-        ap = (dtp * precision).sum(axis=1) / n_pos
+        lumped = dtp * precision
+        # c copies of a positive after a positives among b items: sum_i (a+i)/(b+i)
+        a, c = tp - dtp, dtp
+        b = a + fp
+        spread = c - (b - a) * (digamma(b + c + 1) - digamma(b + 1))
+        ap = np.where(single & (pos[last] > 0), spread, lumped).sum(axis=1) / n_pos
     bad = (n_pos <= 0) | (n_neg <= 0)
     roc[bad], ap[bad] = np.nan, np.nan
     return roc, ap
@@ -103,23 +118,24 @@ def auc_replicates(scores: np.ndarray, labels: np.ndarray, w: np.ndarray) -> tup
         labels: (n, C) binary truth.
         w: (B, n) item weights (``bootstrap_weights``; a row of ones is the full test set).
     Returns (roc (B,), pr (B,)): the mean over the labels that have a positive and a
-    negative in that replicate (NaN when none has).
+    negative in the full test set (as ``metrics.macro_roc_pr_auc``; NaN when none has).
+    A replicate in which such a label lacks a positive or a negative keeps that label's
+    full-test value: the macro average stays over one label set (dropping rare labels,
+    which score low, would bias the replicates upwards).
     """
     scores, labels, w = np.asarray(scores, np.float64), np.asarray(labels) > 0, np.atleast_2d(w)
-    roc = np.full((w.shape[0], scores.shape[1]), np.nan)
-    pr = np.full_like(roc, np.nan)
-    for j in range(scores.shape[1]):
-        if labels[:, j].any() and not labels[:, j].all():  # otherwise never scorable
-            roc[:, j], pr[:, j] = _binary_auc_ap(scores[:, j], labels[:, j], w)
-    return _nanmean_rows(roc), _nanmean_rows(pr)
-
-
-def _nanmean_rows(x: np.ndarray) -> np.ndarray:
-    ok = np.isfinite(x)
-    n = ok.sum(axis=1)
-    out = np.where(ok, x, 0.0).sum(axis=1) / np.maximum(n, 1)
-    out[n == 0] = np.nan
-    return out
+    cols = [j for j in range(scores.shape[1]) if labels[:, j].any() and not labels[:, j].all()]
+    if not cols:
+        return np.full(w.shape[0], np.nan), np.full(w.shape[0], np.nan)
+    ones = np.ones((1, scores.shape[0]))
+    roc = np.empty((w.shape[0], len(cols)))
+    pr = np.empty_like(roc)
+    for i, j in enumerate(cols):
+        roc[:, i], pr[:, i] = _binary_auc_ap(scores[:, j], labels[:, j], w)
+        full_roc, full_pr = _binary_auc_ap(scores[:, j], labels[:, j], ones)
+        lost = ~np.isfinite(roc[:, i])
+        roc[lost, i], pr[lost, i] = full_roc[0], full_pr[0]
+    return roc.mean(axis=1), pr.mean(axis=1)
 
 
 def mean_replicates(values: np.ndarray, w: np.ndarray) -> np.ndarray:
