@@ -101,11 +101,15 @@ def test_rerun_trains_nothing_and_report_only(finished, capsys):
     assert _targets(finished.root) == before
     assert "already finished and evaluated" in capsys.readouterr().out
 
-    # A run whose evaluation was lost is evaluated again, and nothing else is touched.
-    lost = finished.run("baseline_MF", 3e-3, 1) / "eval.npz"
-    lost.unlink()
+    # A run interrupted after its last epoch but before export and evaluation resumes
+    # from last.pt (no epoch retrained), exports and is evaluated; nothing else is touched.
+    run = finished.run("baseline_MF", 3e-3, 1)
+    lost = run / "eval.npz"
+    for name in ("eval.npz", "eval.json", "audio_encoder.pt", "audio_encoder_best.pt"):
+        (run / name).unlink()
     study.run_study(finished, PLAN, device="cpu", progress=False)
     after = _targets(finished.root)
+    assert (run / "audio_encoder_best.pt").is_file() and "resuming from" in capsys.readouterr().out
     assert lost.is_file() and after.pop(lost) != before.pop(lost) and after == before
 
     assert study.main(["--study-dir", str(finished.root), "--report-only"]) == 0

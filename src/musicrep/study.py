@@ -790,6 +790,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="evaluation device (training: config 'auto')")
     p.add_argument("--quiet", action="store_true", help="no progress bars while embedding")
     a = p.parse_args(argv)
+    from .dataset import DatasetError
+
     layout = Layout(Path(a.study_dir))
     plan = SMOKE if a.smoke else FULL
     try:
@@ -804,13 +806,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; rerun the same command to resume ({layout.root})", file=sys.stderr)
         return 130
-    except (StudyError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, DatasetError) as e:
+        # StudyError, ConfigError, MelonFormatError, unusable files or directories
         print(f"study.py: error: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:  # ConfigError, DatasetError, MelonFormatError, bad files
-        print(f"study.py: error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # TrainingError, DatasetError
-        print(f"study.py: failed: {e}", file=sys.stderr)
+    except RuntimeError as e:  # TrainingError: the loss became NaN
+        print(f"study.py: training failed: {e}", file=sys.stderr)
         return 1
     return 0
