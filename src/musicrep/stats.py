@@ -98,13 +98,17 @@ def _binary_auc_ap(score: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.
     with np.errstate(invalid="ignore", divide="ignore"):
         # ROC: a negative counts the positives above it, and half of those tied with it.
         roc = (dfp * (tp - dtp / 2)).sum(axis=1) / (n_pos * n_neg)
-        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
-        lumped = dtp * precision
-        # c copies of a positive after a positives among b items: sum_i (a+i)/(b+i)
-        a, c = tp - dtp, dtp
-        b = a + fp
-        spread = c - (b - a) * (digamma(b + c + 1) - digamma(b + 1))
-        ap = np.where(single & (pos[last] > 0), spread, lumped).sum(axis=1) / n_pos
+        # groups of several distinct items: every positive at the precision after the group
+        multi = ~single
+        tpm, fpm = tp[:, multi], fp[:, multi]
+        lumped = (dtp[:, multi] * np.where(tpm + fpm > 0, tpm / np.maximum(tpm + fpm, 1e-300), 0.0)).sum(axis=1)
+        # one positive item drawn c times after a positives among b items: sum_i (a+i)/(b+i)
+        one = single & (pos[last] > 0)
+        c = dtp[:, one]
+        a = tp[:, one] - c
+        b = a + fp[:, one]
+        spread = (c - (b - a) * (digamma(b + c + 1) - digamma(b + 1))).sum(axis=1)
+        ap = (lumped + spread) / n_pos
     bad = (n_pos <= 0) | (n_neg <= 0)
     roc[bad], ap[bad] = np.nan, np.nan
     return roc, ap
