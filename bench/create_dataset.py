@@ -23,7 +23,7 @@ from pathlib import Path
 
 def child(melon: str, out: str, frames: int, workers: int) -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from musicrep.dataset import DatasetArgs, create_dataset
+    from musicrep.dataset_builder import DatasetArgs, create_dataset
 
     t = time.perf_counter()
     m = create_dataset(DatasetArgs(melon, out, frames=frames, workers=workers, cf_factors=300,

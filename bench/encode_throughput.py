@@ -31,11 +31,11 @@ import soundfile as sf
 import torch
 
 from flops import cnn_flops, matmul_peak
-from musicrep.audio import HOP_SIZE, SAMPLE_RATE, load_audio, mel_spectrogram_db, mel_to_frames
-from musicrep.embed import CHUNK_FRAMES, CPU_MICRO_BATCH, embed_stream
-from musicrep.models import N_MELS, AudioEncoder
+from musicrep.audio import SAMPLE_RATE, load_audio, mel_spectrogram_db, mel_to_frames
+from musicrep.embed import CHUNK_FRAMES, CHUNK_SECONDS, CPU_MICRO_BATCH, embed_stream
+from musicrep.audio import N_MELS
+from musicrep.models import AudioEncoder
 
-CHUNK_SECONDS = CHUNK_FRAMES * HOP_SIZE / SAMPLE_RATE  # 4.096 s of audio per chunk
 
 
 def write_files(out: Path, n: int, seconds: float, seed: int, sr: int = 44100) -> list[Path]:

@@ -18,7 +18,9 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from musicrep.models import CROP_FRAMES, N_MELS, AudioEncoder
+from musicrep.audio import N_MELS
+from musicrep.config import CROP_FRAMES
+from musicrep.models import AudioEncoder
 
 
 def cnn_flops(width: float, train: bool = False, batch: int = 4) -> float:

@@ -73,7 +73,8 @@ def disk_needed(songs: int) -> int:
 
 def generate(out: Path, scale: float, seed: int) -> dict:
     """A Melon-layout corpus at ``scale``; every random choice from ``seed``."""
-    from musicrep.melon import N_BANDS, mel_path
+    from musicrep.audio import N_MELS
+    from musicrep.melon import mel_path
     from musicrep.toy import GENERATED_MARKER
 
     n = sizes(scale)
@@ -148,10 +149,10 @@ def generate(out: Path, scale: float, seed: int) -> dict:
     del records, theme_songs
 
     # Mels: (48, 300) float16, a genre-dependent band profile plus noise, 1000 songs a block.
-    prof = rng.normal(-30, 8, size=(N_MAJOR, N_BANDS)).astype(np.float32)
+    prof = rng.normal(-30, 8, size=(N_MAJOR, N_MELS)).astype(np.float32)
     for start in range(0, n_songs, 1000):
         ids = np.arange(start, min(start + 1000, n_songs))
-        block = rng.standard_normal((len(ids), N_BANDS, MEL_FRAMES), dtype=np.float32) * 6
+        block = rng.standard_normal((len(ids), N_MELS, MEL_FRAMES), dtype=np.float32) * 6
         block += prof[major[ids]][:, :, None]
         block = block.astype(np.float16)
         mel_path(out, int(ids[0])).parent.mkdir(parents=True, exist_ok=True)
@@ -194,7 +195,7 @@ def run_stage(stage: str, work: Path, args: argparse.Namespace) -> dict:
         return generate(melon, scale, seed)
     if stage == "create_dataset":
         # Time the metadata part and the CF fit from inside, without changing the pipeline.
-        import musicrep.dataset as dsm
+        import musicrep.dataset_builder as dsm
 
         marks: dict = {}
         t0 = time.perf_counter()

@@ -31,7 +31,7 @@ import numpy as np
 
 from musicrep.genres import LABEL_WIDTH
 from musicrep.h5io import SplitWriter
-from musicrep.melon import N_BANDS
+from musicrep.audio import N_MELS
 
 N_GENRES = 30
 CF_DIM = 301
@@ -49,7 +49,7 @@ def write_split(path: Path, n: int, frames: int, seed: int, cf: bool = True) -> 
         lab[:, :3] = np.where(np.arange(3)[None, :] < k[:, None], picks, -1)
         writer.append(
             np.arange(s, s + m),
-            rng.normal(-30, 10, size=(m, frames, N_BANDS)).astype(np.float16),
+            rng.normal(-30, 10, size=(m, frames, N_MELS)).astype(np.float16),
             lab,
             rng.normal(size=(m, CF_DIM)).astype(np.float32) if cf else None,
         )
@@ -113,7 +113,7 @@ def rss_probe(train_file: str, batch_size: int, workers: int) -> None:
     from torch.utils.data import DataLoader
 
     from musicrep.config import build_config
-    from musicrep.data import TrackDataset
+    from musicrep.track_dataset import TrackDataset
     from musicrep.h5io import read_split_info
     from musicrep.views import make_views
 

@@ -3,7 +3,7 @@
     python scripts/create_dataset.py --melon-dir data/toy/melon --out-dir data/toy/dataset
 
 Works unchanged on the real Melon Playlist Dataset and on the generated corpus
-(scripts/make_toy_melon.py). See src/musicrep/dataset.py for the output layout.
+(scripts/make_toy_melon.py). See src/musicrep/dataset_builder.py for the output layout.
 
 Exit codes: 0 dataset written; 2 bad arguments, metadata or output directory, a split
 with no usable track, or another run holds the output (one line on stderr); 1 the
@@ -19,7 +19,7 @@ import sys
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit (CF) is slower with BLAS threads
 
-from musicrep.dataset import DatasetArgs, DatasetError, create_dataset
+from musicrep.dataset_builder import DatasetArgs, DatasetError, create_dataset
 from musicrep.melon import MelonFormatError
 
 

@@ -34,15 +34,22 @@ embeddings mean nothing for real audio.
 
 Each folder holds `audio_encoder.pt` (a plain state dict with the original code's keys,
 loadable with `strict=True` into `musicrep.models.AudioEncoder(width=...)`) and the
-`config.json` of its run (whose `input_layout` tells `encode.py` how to feed it).
+`config.json` of its run (whose `input_layout` tells `encode.py` how to feed it, and
+whose `provenance` says what it was trained on: `"data": "generated"`, the generator
+and its seed and sizes, train/val track counts, epochs, width). Keep the two files
+together: a plain state dict moved away from its `config.json` is refused unless
+`--input-layout` is given. `encode.py`, `load_encoder` and the explorer warn when they
+load one of these models, and the `.npz` from `encode.py` records `trained_on`.
 They are reduced-width CNNs (`width` {width}: {params:,} parameters, against 3,989,762
-for the paper's width 1.0), trained for {epochs} epochs instead of 400, so that the demo
-runs on a CPU.
+for the paper's width 1.0), trained for {epochs} epochs at lr {lr} and batch {batch}
+(bf16 {bf16}) instead of 400 epochs at lr 1e-4, so that the demo runs on a CPU.
 
 - **Train on Melon**: run the steps of the top-level README with `--melon-dir` pointing
   at the real dataset and the configs as they are (width 1.0, 400 epochs).
-- **Use the authors' published checkpoints**: they are plain state dicts with the same
-  keys, trained on the original code's reshaped input:
+- **Use the authors' published checkpoints** (trained on Melon; the `audio_encoder.pt`
+  files in https://github.com/andrebola/contrastive-mir-learning/tree/master/models):
+  they are plain state dicts with the same keys, trained on the original code's
+  reshaped input:
   `python encode.py --checkpoint path/to/audio_encoder.pt --input-layout reference FILES --out emb.npz`.
 
 Metrics below are on the generated test split ({test} tracks; continuation over
@@ -93,6 +100,11 @@ def main() -> int:
     for name in CONFIGS:
         cfg = json.loads((runs / name / "config.json").read_text())
         cfg = cfg.get("config", cfg)
+        if cfg.get("provenance", {}).get("data") != "generated":
+            print(f"error: {runs / name / 'config.json'}: provenance.data is not 'generated'; "
+                  "this script writes the model cards of the demo's generated-data models", file=sys.stderr)
+            return 2
+        bf16_used = "on" if cfg.get("bf16_resolved") else "off"
         (out / name).mkdir(parents=True, exist_ok=True)
         for f in ("audio_encoder.pt", "config.json"):
             with atomic_path(out / name / f) as tmp:
@@ -103,6 +115,7 @@ def main() -> int:
     counts = results["dataset"]["counts"]
     header = HEADER.format(
         songs=counts["songs_in_meta"], width=cfg["width"], params=params, epochs=cfg["epochs"],
+        lr=cfg["learning_rate"], batch=cfg["batch_size"], bf16=bf16_used,
         test=counts["test_tracks"], playlists=counts["continuation_playlists"],
     )
     with atomic_path(out / "README.md") as tmp:

@@ -13,7 +13,7 @@ import pytest
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from musicrep.dataset import DatasetArgs, create_dataset
+from musicrep.dataset_builder import DatasetArgs, create_dataset
 from musicrep.genre_w2v import train_from_dataset
 from musicrep.toy import make_toy_melon
 

@@ -11,9 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
-from musicrep import dataset as dataset_mod
+from musicrep import dataset_builder as dataset_mod
 from musicrep.cf import train_cf
-from musicrep.dataset import DatasetArgs, DatasetError, create_dataset
+from musicrep.dataset_builder import DatasetArgs, DatasetError, create_dataset
 from musicrep.genres import multi_hot
 from musicrep.melon import (
     MelonFormatError,

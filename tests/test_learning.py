@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from musicrep.cli import main
-from musicrep.dataset import DatasetArgs, create_dataset
+from musicrep.dataset_builder import DatasetArgs, create_dataset
 from musicrep.evaluation import load_eval_data, run_evaluation
 from musicrep.genre_w2v import train_from_dataset
 from musicrep.toy import make_toy_melon
@@ -55,7 +55,8 @@ def demo_scale(tmp_path_factory) -> tuple[Path, Path]:
     data = root / "dataset"
     create_dataset(DatasetArgs(str(root / "melon"), str(data), cf_epochs=50, workers=2))
     train_from_dataset(data)
-    run = _train(data, root / "runs", "epochs=8", "batch_size=16")  # as make demo
+    # The demo's budget (Makefile DEMO_EPOCHS, DEMO_BATCH, DEMO_LR; bf16 "auto" by default).
+    run = _train(data, root / "runs", "epochs=15", "batch_size=32", "learning_rate=1e-3")
     return data, run
 
 

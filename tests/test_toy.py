@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicrep.toy import BAD_BANDS, DEFECT_KINDS, N_BANDS, make_toy_melon, mel_path
+from musicrep.audio import N_MELS
+from musicrep.toy import BAD_BANDS, DEFECT_KINDS, make_toy_melon, mel_path
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"songs": 120, "playlists": 60, "frames": 300}
@@ -59,7 +60,7 @@ def _mel_kind(path: Path, frames: int) -> str | None:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError):
         return "corrupt"
-    if x.ndim != 2 or x.shape[0] != N_BANDS:
+    if x.ndim != 2 or x.shape[0] != N_MELS:
         return "bad_bands"
     if x.shape[1] < frames:
         return "short"
@@ -143,7 +144,7 @@ def test_mels_shape_dtype_range(clean_corpus):
         p = mel_path(out, i)
         assert p.parent.name == str(i // 1000)
         x = np.load(p)
-        assert x.shape == (N_BANDS, 300) and x.dtype == np.float32
+        assert x.shape == (N_MELS, 300) and x.dtype == np.float32
         assert np.isfinite(x).all() and x.min() >= -100.0 and x.max() <= 20.0
         means.append(x.mean(axis=1))
     means = np.array(means)

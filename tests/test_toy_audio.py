@@ -14,7 +14,7 @@ import soundfile as sf
 from scipy.stats import spearmanr
 
 from musicrep.audio import file_mel
-from musicrep.dataset import DatasetArgs, create_dataset
+from musicrep.dataset_builder import DatasetArgs, create_dataset
 from musicrep.importer import import_collection, read_collection, read_table
 from musicrep.toy_audio import GENERATOR, make_toy_audio
 

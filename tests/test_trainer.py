@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from musicrep.checkpoint import load_checkpoint
 from musicrep.cli import main
 from musicrep.config import PAPER_CONFIGS, build_config
-from musicrep.data import TrackDataset
+from musicrep.track_dataset import TrackDataset
 from musicrep.h5io import read_split_info
 from musicrep.checkpoint import load_audio_encoder
 from musicrep.models import AudioEncoder

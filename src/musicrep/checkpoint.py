@@ -20,8 +20,13 @@ state dict: the format of the authors' published files.
 
 Checkpoints written before views existed have the same format and part names, so they
 load; a checkpoint that does not fit the run fails with one line (a ConfigError).
-This module also owns resuming: `training_state` builds the dict, `check_resumable`
-refuses a run whose model differs, `restore` puts a checkpoint back.
+This module also owns resuming: `training_state` builds the dict, `load_resume_point`
+reads last.pt (refusing, before anything is written, a damaged file or a run whose
+config differs: `check_resumable`), `check_model_args` refuses data of other sizes,
+`restore` puts a checkpoint back.
+
+Every file is written by `save_atomic`: under a temporary name, then renamed, so a full
+disk or a crash leaves the previous file under the real name as it was.
 """
 
 from __future__ import annotations
@@ -34,9 +39,12 @@ from typing import Any
 import torch
 
 from .config import ConfigError, TrainConfig
+from .io import atomic_path
 from .models import CONV_BLOCKS, AudioEncoder
 
 FORMAT = "musicrep-checkpoint/1"
+# What resuming reads from a checkpoint: without one of them the file is not resumable.
+RESUME_FIELDS = ("epoch", "global_step", "models", "optimizer", "rng", "best_val")
 
 # Keys that change the model's structure or meaning: a resume must not mix them.
 RESUME_KEYS = (
@@ -55,19 +63,30 @@ RESUME_KEYS = (
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file beside `path`, then rename over it, so a crash
-    never leaves a half-written checkpoint under the real name."""
+    """torch.save to a temporary file beside `path`, then rename over it, so a crash or a
+    full disk never leaves a half-written checkpoint under the real name. A failed write
+    raises OSError with one line naming `path`; what was under `path` is unchanged."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except (OSError, RuntimeError) as e:
+        cause = _os_error(e)
+        if cause is None:  # not the file system: a bug, keep the traceback
+            raise
+        raise OSError(cause.errno, f"cannot write {path} ({cause.strerror or cause})") from None
+
+
+def _os_error(e: BaseException | None) -> OSError | None:
+    """The OSError behind `e` (torch's zip writer reports a failed write as a RuntimeError
+    whose context is the OSError)."""
+    while e is not None:
+        if isinstance(e, OSError):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -78,6 +97,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(f"{path}: not a readable torch file ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: not a musicrep training checkpoint (format {FORMAT!r})")
+    missing = [k for k in RESUME_FIELDS if k not in ckpt]
+    if missing or not isinstance(ckpt["models"], dict):
+        raise ValueError(f"{path}: damaged training checkpoint (no {', '.join(missing) or 'models dict'})")
+    return ckpt
+
+
+def load_resume_point(last: Path, cfg: TrainConfig) -> dict[str, Any] | None:
+    """The checkpoint `last` (a run's last.pt) to resume from, None when there is none.
+    A damaged or foreign file, or one trained with another config (`check_resumable`),
+    is a ConfigError (one line) that offers best.pt or a fresh start."""
+    if not last.is_file():
+        return None
+    try:
+        ckpt = load_checkpoint(last)
+    except ValueError as e:
+        best = last.with_name("best.pt")
+        way_out = f"copy {best.name} over it to resume from the best epoch, or " if best.is_file() else ""
+        raise ConfigError(f"{e}; {way_out}remove it to start the run over") from None
+    check_resumable(ckpt, cfg, last)
     return ckpt
 
 
@@ -139,6 +177,20 @@ def check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
             raise ConfigError(
                 f"config key '{key}' is {json.dumps(getattr(cfg, key))} but {path} was trained "
                 f"with {json.dumps(saved[key])}; use another experiment_name or remove {path.parent}"
+            )
+
+
+def check_model_args(ckpt: dict[str, Any], args: dict[str, Any], path: Path) -> None:
+    """ConfigError (one line) when the data give the model other sizes (cf_dim, n_genres,
+    ...: `args`, from views.model_args) than those `ckpt` was trained with, for example
+    after the dataset was rebuilt. Sizes a checkpoint lacks are not compared."""
+    saved = ckpt.get("model_args") or {}
+    for key, value in args.items():
+        if key in saved and saved[key] != value:
+            raise ConfigError(
+                f"the data give {key} = {json.dumps(value)} but {path} was trained with {key} = "
+                f"{json.dumps(saved[key])} (was the dataset rebuilt?); use another experiment_name "
+                f"or remove {path.parent}"
             )
 
 

@@ -3,8 +3,9 @@
     python train.py configs/contrastive_MF_gnr.json [--set key=value ...]
     torchrun --nproc_per_node=2 train.py configs/contrastive_MF_gnr.json
 
-Exit codes: 0 trained or already complete, 2 bad config or arguments (one line on
-stderr, no traceback), 1 training failed, 130 interrupted (rerun to resume).
+Exit codes: 0 trained or already complete, 2 bad config, arguments or input files
+(one line on stderr, no traceback), 1 training failed (diverged, disk full: one line),
+130 interrupted (rerun to resume).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def main(script: str, argv: list[str] | None = None) -> int:
         if ctx is None or ctx.is_main:
             print(f"{script}: error: {e}", file=sys.stderr)
         return 2
-    except TrainingError as e:
+    except (TrainingError, OSError) as e:  # OSError: a write outside the epoch loop (disk full)
         print(f"{script}: training failed: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

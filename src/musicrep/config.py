@@ -35,6 +35,7 @@ import dataclasses
 import difflib
 import itertools
 import json
+import math
 import sys
 import types
 import typing
@@ -306,6 +307,7 @@ def build_config(
         "save_model_every": cfg.save_model_every,
         "crop_frames": cfg.crop_frames,
         "max_genres": cfg.max_genres,
+        "max_tags": cfg.max_tags,
         "learning_rate": cfg.learning_rate,
         "contrastive_temperature": cfg.contrastive_temperature,
         "width": cfg.width,
@@ -317,9 +319,14 @@ def build_config(
     for key, v in positive.items():
         if not v > 0:
             raise ConfigError(f"config key '{key}' must be > 0, got {v}")
-    for key in ("weight_decay", "num_workers"):
+    for key in ("weight_decay", "num_workers", "seed"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key '{key}' must be >= 0, got {getattr(cfg, key)}")
+    if cfg.seed >= 2**32:  # seeds derived from it must fit torch's 64-bit generator seeds
+        raise ConfigError(f"config key 'seed' must be < 2**32, got {cfg.seed}")
+    for key in ("learning_rate", "contrastive_temperature", "width", "weight_decay"):
+        if not math.isfinite(getattr(cfg, key)):  # JSON's Infinity would only fail later
+            raise ConfigError(f"config key '{key}' must be a finite number, got {getattr(cfg, key)}")
 
     dev = cfg.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):

@@ -50,6 +50,7 @@ from .audio import (
     iter_mel_frames,
     too_short_message,
 )
+from .config import CROP_FRAMES
 from .h5io import open_split, read_ids
 
 __all__ = [
@@ -72,7 +73,7 @@ __all__ = [
     "track_chunks",
 ]
 
-CHUNK_FRAMES = 256
+CHUNK_FRAMES = CROP_FRAMES  # evaluation chunks are exactly the CNN's training crops
 CHUNK_SECONDS = CHUNK_FRAMES * HOP_SIZE / SAMPLE_RATE  # 4.096 s of audio per chunk
 LAYERS = ("z", "z_d")
 DEFAULT_LAYER = "z_d"

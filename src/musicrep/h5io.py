@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from .genres import LABEL_WIDTH
-from .melon import N_BANDS
+from .audio import N_MELS
 
 SPLITS = ("train", "val", "test")
 LABEL_BLOCK = 8192  # rows of `label` handled at a time (bounds memory on the full split)
@@ -45,8 +45,11 @@ def open_split(path: str | os.PathLike, fields: tuple[str, ...] = ("id", "data")
         for name in fields:
             if name not in g:
                 raise ValueError(f"{path}: missing field dataset/{name}")
-        if "data" in g and (g["data"].ndim != 3 or g["data"].shape[2] != N_BANDS):
-            raise ValueError(f"{path}: dataset/data must be (N, frames, {N_BANDS}), got {g['data'].shape}")
+        if "data" in g and (g["data"].ndim != 3 or g["data"].shape[2] != N_MELS):
+            raise ValueError(f"{path}: dataset/data must be (N, frames, {N_MELS}), got {g['data'].shape}")
+        for name, kinds, what in (("label", "iu", "integers"), ("cf_data", "fiu", "numbers")):
+            if name in g and (g[name].ndim != 2 or g[name].dtype.kind not in kinds):
+                raise ValueError(f"{path}: dataset/{name} must be (N, width) {what}, got {g[name].dtype} {g[name].shape}")
         rows = {name: g[name].shape[0] for name in ("id", "data", "label", "cf_data") if name in g}
         if len(set(rows.values())) > 1:
             raise ValueError(f"{path}: per-track fields differ in rows: {rows}")
@@ -134,8 +137,8 @@ class SplitWriter:
         self._id = g.create_dataset("id", (cap, 1), np.int32, maxshape=(None, 1), chunks=(4096, 1))
         # One chunk per track: training reads one random crop of one track at a time.
         self._data = g.create_dataset(
-            "data", (cap, frames, N_BANDS), np.dtype(dtype), maxshape=(None, frames, N_BANDS),
-            chunks=(1, frames, N_BANDS),
+            "data", (cap, frames, N_MELS), np.dtype(dtype), maxshape=(None, frames, N_MELS),
+            chunks=(1, frames, N_MELS),
         )
         self._label = g.create_dataset(
             "label", (cap, LABEL_WIDTH), np.int16, maxshape=(None, LABEL_WIDTH),

@@ -58,7 +58,8 @@ from .audio import (
     n_frames_for,
 )
 from .io import clean_stale_temp, write_json, write_npy
-from .melon import N_BANDS, mel_path
+from .audio import N_MELS
+from .melon import mel_path
 
 TRACK_COLUMNS = ("track_id", "path", "genres")
 TRACK_OPTIONAL = ("artist", "album", "title")
@@ -315,7 +316,7 @@ def _usable_mel(path: Path, min_frames: int) -> bool:
         mel = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return False
-    return mel.ndim == 2 and mel.shape[0] == N_BANDS and mel.shape[1] >= min_frames \
+    return mel.ndim == 2 and mel.shape[0] == N_MELS and mel.shape[1] >= min_frames \
         and np.issubdtype(mel.dtype, np.floating)
 
 
@@ -327,7 +328,7 @@ def mel_job(audio: str, out: str, segment: str, min_frames: int, reuse: bool) ->
     """
     audio_p, out_p = Path(audio), Path(out)
     if reuse and _usable_mel(out_p, min_frames):
-        return {"status": "reused", "frames": int(np.load(out_p, mmap_mode="r").shape[1])}
+        return {"status": "reused", "frames": int(np.load(out_p, mmap_mode="r", allow_pickle=False).shape[1])}
     if audio_p.is_file() and audio_p.stat().st_size == 0:
         return {"status": "skipped", "reason": "empty_file", "detail": f"{audio_p}: 0 bytes"}
     try:
@@ -435,7 +436,7 @@ def import_collection(audio_dir: Path, tracks_file: Path, playlists_file: Path, 
     if not audio_dir.is_dir():
         raise CollectionError(f"{audio_dir}: audio directory not found")
     settings = {"segment": segment, "min_frames": int(min_frames),
-                "sample_rate": SAMPLE_RATE, "n_mels": N_BANDS}
+                "sample_rate": SAMPLE_RATE, "n_mels": N_MELS}
     known_ids, known_paths = _load_previous(out, settings)
     col = read_collection(tracks_file, playlists_file, known_ids)
 

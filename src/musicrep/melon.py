@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-N_BANDS = 48
+from .audio import N_MELS  # the mel front end owns the band count
+
 PLAYLIST_FILES = ("train.json", "val.json", "test.json")
 
 
@@ -145,8 +146,8 @@ def load_mel(root: Path, song_id: int, min_frames: int = 0) -> np.ndarray:
         mel = np.load(path, allow_pickle=False)
     except Exception as e:  # truncated files raise ValueError, OSError, EOFError...
         raise TrackSkip("mel_unreadable", f"{path}: {type(e).__name__}") from None
-    if mel.ndim != 2 or mel.shape[0] != N_BANDS:
-        raise TrackSkip("wrong_shape", f"{path}: shape {mel.shape}, expected ({N_BANDS}, T)")
+    if mel.ndim != 2 or mel.shape[0] != N_MELS:
+        raise TrackSkip("wrong_shape", f"{path}: shape {mel.shape}, expected ({N_MELS}, T)")
     if not np.issubdtype(mel.dtype, np.floating):
         raise TrackSkip("wrong_dtype", f"{path}: dtype {mel.dtype}, expected float")
     if mel.shape[1] < min_frames:

@@ -270,7 +270,7 @@ def describe(plan: Plan) -> str:
 # ------------------------------------------------------------------ data -----------------
 def build_data(layout: Layout, plan: Plan) -> None:
     """Generated corpus, dataset, word2vec matrices; each skipped when already there."""
-    from .dataset import DatasetArgs, create_dataset
+    from .dataset_builder import DatasetArgs, create_dataset
     from .genre_w2v import train_from_dataset
     from .tags import TAG_MATRIX
     from .toy import make_toy_melon
@@ -790,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="evaluation device (training: config 'auto')")
     p.add_argument("--quiet", action="store_true", help="no progress bars while embedding")
     a = p.parse_args(argv)
-    from .dataset import DatasetError
+    from .dataset_builder import DatasetError
 
     layout = Layout(Path(a.study_dir))
     plan = SMOKE if a.smoke else FULL

@@ -58,7 +58,8 @@ from typing import Any
 
 import numpy as np
 
-from .melon import N_BANDS, mel_path  # the layout is defined once, by the reader
+from .audio import N_MELS
+from .melon import mel_path  # the layout is defined once, by the reader
 
 #: Frames of the "too short" defect (capped at half the requested length).
 SHORT_FRAMES = 100
@@ -130,7 +131,7 @@ def _code(major: int, detail: int = 0) -> str:
 def _make_genres(n_major: int, seed: int) -> dict[str, Any]:
     """Genre vocabulary plus the hidden audio parameters of every genre."""
     rng = _rng(seed, _SALT_GENRE)
-    b = np.linspace(0.0, 1.0, N_BANDS)
+    b = np.linspace(0.0, 1.0, N_MELS)
     majors = []
     for k in range(n_major):
         if k < len(_GENRES):
@@ -150,9 +151,9 @@ def _make_genres(n_major: int, seed: int) -> dict[str, Any]:
     # of a few dB. The bumps are deliberately small compared with the per-song
     # variation added later, so the envelopes overlap.
     base = 2.0 - 52.0 * b ** 1.15
-    env = np.empty((n_major, N_BANDS))
+    env = np.empty((n_major, N_MELS))
     for k in range(n_major):
-        shape = np.zeros(N_BANDS)
+        shape = np.zeros(N_MELS)
         for _ in range(3):
             c, w, a = rng.uniform(0.05, 0.95), rng.uniform(0.08, 0.22), rng.normal(0, 1.2)
             shape += a * np.exp(-0.5 * ((b - c) / w) ** 2)
@@ -396,7 +397,7 @@ def _song_mel(i: int, frames: int, seed: int, cat: dict[str, Any],
     """The (48, frames) float32 dB mel of song i, from its own random stream."""
     rng = _rng(seed, _SALT_MEL, i)
     T = frames
-    b = np.linspace(0.0, 1.0, N_BANDS, dtype=np.float32)
+    b = np.linspace(0.0, 1.0, N_MELS, dtype=np.float32)
     t = np.arange(T, dtype=np.float32)
     mj = cat["majors"][i]
     g = mj[0]
@@ -414,7 +415,7 @@ def _song_mel(i: int, frames: int, seed: int, cat: dict[str, Any],
         c, w, a = rng.uniform(0, 1), rng.uniform(0.05, 0.2), rng.normal(0, 4.0)
         env = env + a * np.exp(-0.5 * ((b - c) / w) ** 2)
 
-    mel = rng.standard_normal((N_BANDS, T), dtype=np.float32) * 3.0  # frame noise
+    mel = rng.standard_normal((N_MELS, T), dtype=np.float32) * 3.0  # frame noise
     mel += env[:, None]
 
     # Detail signatures: a narrow band that is always a little raised and, in
@@ -483,7 +484,7 @@ def _write_defect_mel(path: Path, kind: str, mel: np.ndarray, rng: np.random.Gen
         arr = mel.copy()
         a = int(rng.integers(0, arr.shape[1]))
         arr[:, a: a + max(1, arr.shape[1] // 10)] = np.nan  # a NaN block
-        arr[rng.integers(0, N_BANDS, 5), rng.integers(0, arr.shape[1], 5)] = np.nan
+        arr[rng.integers(0, N_MELS, 5), rng.integers(0, arr.shape[1], 5)] = np.nan
     else:
         raise ValueError(f"unknown defect kind {kind!r}")
     np.save(path, np.ascontiguousarray(arr).astype(dtype))
@@ -623,7 +624,7 @@ def make_toy_melon(out: Path, songs: int = 2000, playlists: int = 1000, frames: 
         "playlists": playlists,
         "splits": {k: int(v.size) for k, v in split_idx.items()},
         "frames": frames,
-        "n_bands": N_BANDS,
+        "n_bands": N_MELS,
         "n_major": n_major,
         "n_detail": n_det,
         "genre_codes": n_major + n_det,

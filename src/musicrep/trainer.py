@@ -27,6 +27,11 @@ audio_encoder_best.pt) holds the best-by-validation model, audio_encoder.pt the 
 epoch's. metrics.csv has a `best_epoch` column; config.json a `training` entry (epochs
 run, best epoch, best validation loss, whether it stopped early).
 
+Faults. Everything a resume needs (last.pt, the config, the data's sizes) is checked
+before anything is written; a fresh start sets an earlier attempt's files aside
+(runlog.py); the run folder is locked against a second run; a NaN/inf loss names the
+track that caused it, when the data hold it. Bad input is a ConfigError (exit 2).
+
 Distributed. Under torchrun each process trains on its shard (DistributedSampler)
 with batch_size / world_size; DDP averages gradients. With gather_distributed the
 contrastive loss all-gathers the embeddings so it sees the global batch, exactly as
@@ -54,18 +59,19 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from .checkpoint import (
-    check_resumable,
-    load_checkpoint,
+    check_model_args,
+    load_resume_point,
     restore,
     rng_state,
     save_atomic,
     training_state,
 )
 from .config import ConfigError, TrainConfig, resolve_device
-from .data import TrackDataset
+from .track_dataset import TrackDataset
 from .h5io import read_split_info
+from .io import OutputLocked, output_lock
 from .objectives import make_objective
-from .runlog import RunLog, provenance
+from .runlog import RunLog, check_writable, provenance
 from .views import View, build_model, make_views, model_args
 from .precision import use_bf16
 
@@ -134,6 +140,11 @@ class Trainer:
                 f"{self.dist.world_size} processes"
             )
         self.local_batch = cfg.batch_size // self.dist.world_size
+        if self.local_batch < 2:  # NT-Xent contrasts within the batch; BatchNorm needs 2
+            raise ConfigError(
+                f"config key 'batch_size' ({cfg.batch_size}) gives {self.local_batch} track per process; "
+                "at least 2 per process are needed"
+            )
         dev = resolve_device(cfg.device)
         if dev.startswith("cuda") and self.dist.enabled:
             dev = f"cuda:{self.dist.local_rank}"
@@ -304,7 +315,9 @@ class Trainer:
             leave=False,
         )
         t0 = time.perf_counter()
+        recent: list[torch.Tensor] = []  # rows since the last check: where a NaN came from
         for step, batch in enumerate(_take(loader, self.steps_per_epoch), start=1):
+            recent.append(batch["index"])
             terms = self.train_step(batch)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0) + v.float()
@@ -312,10 +325,9 @@ class Trainer:
                 running = {k: float(v) / step for k, v in sums.items()}
                 if not math.isfinite(running["loss"]):
                     bar.close()
-                    raise TrainingError(
-                        f"loss became {running['loss']} at epoch {epoch}, step {step}; "
-                        "try a lower learning_rate or a higher contrastive_temperature"
-                    )
+                    rows = torch.cat(recent).tolist()
+                    raise self._nonfinite_loss("training", running["loss"], epoch, rows)
+                recent.clear()
                 bar.set_postfix(loss=f"{running['loss']:.4f}")
                 self.runlog.step_scalars(terms, self.global_step)
             bar.update(1)
@@ -337,6 +349,26 @@ class Trainer:
         state["best_epoch"] = self.best_epoch  # early stopping resumes from it
         return state
 
+    def _nonfinite_loss(self, split: str, value: float, epoch: int, rows: list[int] | None = None
+                        ) -> ConfigError | TrainingError:
+        """The error for a NaN/inf `split` loss: a ConfigError naming the file and the track
+        when the data fed to the model (`rows`, default all) hold the NaN/inf, else a
+        TrainingError (the optimisation diverged)."""
+        train = split == "training"
+        ds, key = (self.train_set, "train_dataset_file") if train else (self.val_set, "validation_dataset_file")
+        bad = ds.find_nonfinite(rows)
+        if bad is None:
+            return TrainingError(
+                f"{split} loss became {value} at epoch {epoch} on finite data; "
+                "try a lower learning_rate or a higher contrastive_temperature"
+            )
+        row, track, field = bad
+        who = f"track id {track} (row {row})" if track is not None else f"row {row}"
+        return ConfigError(
+            f"config key '{key}': {ds.path}: {who} holds NaN/inf in its '{field}' input, which made "
+            f"the {split} loss {value} at epoch {epoch}; rebuild the dataset without it"
+        )
+
     def _run_info(self) -> dict[str, Any]:
         """config.json: the config, the data shapes, the provenance."""
         info = self.cfg.to_dict()
@@ -356,15 +388,34 @@ class Trainer:
 
     # ---------------------------------------------------------------- fit ----------
     def fit(self) -> FitResult:
+        """Train, resume, or say that the run is complete (see the module docstring)."""
+        check_writable(self.out_dir)
+        with self._run_lock():
+            return self._fit()
+
+    @contextlib.contextmanager
+    def _run_lock(self) -> Iterator[None]:
+        """The main process locks the run folder (io.output_lock) so that a second run into
+        it stops at once; every rank learns the outcome, so a refused run stops on all."""
+        with contextlib.ExitStack() as stack:
+            refused = None
+            if self.dist.is_main:
+                try:
+                    stack.enter_context(output_lock(self.out_dir))
+                except OutputLocked as e:
+                    refused = str(e)
+            if self.dist.enabled:
+                box = [refused]
+                dist.broadcast_object_list(box, 0)
+                refused = box[0]
+            if refused:
+                raise ConfigError(f"config key 'experiment_name': {refused}")
+            yield
+
+    def _fit(self) -> FitResult:
         cfg, out = self.cfg, self.out_dir
         last_path = out / "last.pt"
-        ckpt = None
-        if last_path.is_file():
-            try:
-                ckpt = load_checkpoint(last_path)
-            except ValueError as e:
-                raise ConfigError(f"{e}; use another experiment_name or remove {out}") from None
-            check_resumable(ckpt, cfg, last_path)
+        ckpt = load_resume_point(last_path, cfg)  # damaged, foreign, other config: one line
         done = int(ckpt["epoch"]) if ckpt else 0
         # Checkpoints from before early stopping lack best_epoch: count from the resume point.
         best_epoch = int(ckpt.get("best_epoch", done)) if ckpt else 0
@@ -377,20 +428,25 @@ class Trainer:
             )
             return FitResult(out, done, True, float(ckpt["best_val"]), {}, best_epoch, stopped)
 
-        # Setup: data, model, optimizer, then the resume point and the run log.
+        # Setup: data, model, optimizer, the resume point (all checked before anything is
+        # written), then the run log.
         self.setup()
-        runlog = self.runlog = RunLog(out)
-        if self.dist.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            runlog.write_config(self._run_info())
         if ckpt is not None:
+            check_model_args(ckpt, model_args(self.views), last_path)
             self.global_step, self.best_val = restore(
                 ckpt, self.model, self.optimizer, cfg, self.dist.rank, self.dist.world_size, last_path
             )
             self.best_epoch, self.epochs_run = best_epoch, done
+        runlog = self.runlog = RunLog(out)
+        info = self._run_info()
+        earlier = runlog.begin(info, done if ckpt else None) if self.dist.is_main else None
+        if earlier is not None:
+            self.log(f"{cfg.experiment_name}: no last.pt to resume from; earlier files moved to {earlier}")
+        if ckpt is not None:
             self.log(f"{cfg.experiment_name}: resuming from {last_path} (epoch {done}/{cfg.epochs})")
-            if self.dist.is_main:
-                runlog.keep_metrics_upto(done)
+        if info["provenance"]["data"] == "unknown":
+            self.log(f"warning: no manifest.json beside {cfg.train_dataset_file} (an interrupted "
+                     "create_dataset?): data provenance unknown")
         del ckpt
         if self.dist.is_main and done < cfg.epochs:
             runlog.tb_open(self.global_step if done else None)
@@ -409,6 +465,8 @@ class Trainer:
                     break
                 train_terms, seconds = self.train_epoch(epoch)
                 val_terms = self.validate()
+                if not math.isfinite(val_terms["loss"]):  # before anything of the epoch is saved
+                    raise self._nonfinite_loss("validation", val_terms["loss"], epoch)
                 samples = self.steps_per_epoch * cfg.batch_size
                 metrics = {"epoch": epoch}
                 metrics.update({f"train_{k}": v for k, v in train_terms.items()})
@@ -441,6 +499,11 @@ class Trainer:
         except KeyboardInterrupt:
             self.log(f"\ninterrupted; rerun the same command to resume from {last_path}")
             raise
+        except OSError as e:  # a full disk, an unreadable chunk: every write so far is atomic
+            cause = (str(e).strip().splitlines() or [type(e).__name__])[-1]  # DataLoader wraps
+            kept = (f"the previous checkpoint {last_path} is intact: rerun to resume from it"
+                    if last_path.is_file() else "no checkpoint was written yet")
+            raise TrainingError(f"{cause}; {kept}") from None
         finally:
             runlog.close()
 

@@ -252,11 +252,12 @@ class VocabularyView(View):
         raise NotImplementedError
 
     def setup(self, train: SplitInfo) -> None:
-        self.n_vocab = self.vocab_size(train)
         self.matrix = None
         if self.name in (self.cfg.views or []):  # an encoder: starts from word2vec
             path = self.matrix_path(self.cfg)
-            self.matrix = np.load(path)
+            self.matrix = load_matrix(path, self.matrix_key)
+        self.n_vocab = self.vocab_size(train)
+        if self.matrix is not None:
             if self.matrix.shape[0] != self.n_vocab + 1:
                 raise ConfigError(
                     f"config key '{self.matrix_key}': {path} has {self.matrix.shape[0]} rows, "
@@ -285,7 +286,7 @@ class GenreView(VocabularyView):
     def vocab_size(self, train: SplitInfo) -> int:
         try:
             n = read_n_genres(self.cfg.resolved_id2tag(), self.matrix_path(self.cfg))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, TypeError) as e:
             raise ConfigError(f"config key 'id2tag_file': cannot read the genre vocabulary: {e}") from None
         return n if n is not None else train.max_label + 1
 
@@ -344,8 +345,28 @@ def read_n_genres(id2tag_file: str | Path | None, embedding_matrix_file: str | P
             return len(obj["codes"])
         return len(obj)
     if embedding_matrix_file is not None and Path(embedding_matrix_file).is_file():
-        return int(np.load(embedding_matrix_file, mmap_mode="r").shape[0]) - 1
+        try:
+            return int(np.load(embedding_matrix_file, mmap_mode="r", allow_pickle=False).shape[0]) - 1
+        except (ValueError, IndexError):
+            raise ValueError(f"{embedding_matrix_file}: {NOT_NPY}") from None
     return None
+
+
+NOT_NPY = "not a plain NumPy .npy matrix (text and pickled files are refused)"
+
+
+def load_matrix(path: Path, key: str) -> np.ndarray:
+    """A word2vec matrix (n + 1, d) of finite numbers from a .npy file, never unpickled;
+    anything else is a ConfigError naming the config key `key` and the file."""
+    try:
+        matrix = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        raise ConfigError(f"config key '{key}': {path}: {NOT_NPY}") from None
+    if not isinstance(matrix, np.ndarray) or matrix.ndim != 2 or matrix.dtype.kind not in "fiu":
+        raise ConfigError(f"config key '{key}': {path}: {NOT_NPY}")
+    if not np.isfinite(matrix).all():
+        raise ConfigError(f"config key '{key}': {path}: holds NaN/inf values")
+    return matrix
 
 
 def make_views(cfg: TrainConfig, train: SplitInfo) -> dict[str, View]:

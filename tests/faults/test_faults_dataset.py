@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import pytest
 
-from musicrep.dataset import DatasetArgs, DatasetError, create_dataset
+from musicrep.dataset_builder import DatasetArgs, DatasetError, create_dataset
 from musicrep.io import output_lock
 from musicrep.melon import mel_path
 

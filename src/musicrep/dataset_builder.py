@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .cf import train_cf
+from .config import CROP_FRAMES
 from .genres import build_vocab, label_row, multi_hot
 from .h5io import SplitWriter
 from .io import (
@@ -84,7 +85,7 @@ OUTPUT_FILES += (TAGS_FILE, TAG_MATRIX)  # the playlist-tags view's files (tags.
 DERIVED_FILES = ("embedding_matrix_*.npy",)
 DTYPES = ("float32", "float16")
 CF_ALGORITHMS = ("bpr", "als")
-MIN_FRAMES = 256  # one training crop
+MIN_FRAMES = CROP_FRAMES  # a track must hold at least one training crop
 MIN_TRACKS = 10
 GENERATED_MARKER = "generated.json"  # written by the corpus generators (COMMON contract)
 _INTERRUPT = InterruptGuard()

@@ -15,11 +15,14 @@ DataLoader workers and after a resume; validation uses the centred crop.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import h5py
+import numpy as np
 import torch
+from tqdm import tqdm
 from torch.utils.data import Dataset
 
 from .h5io import read_split_info
@@ -88,3 +91,19 @@ class TrackDataset(Dataset):
         for r in self.readers:
             item.update(r.read(g, index))
         return item
+
+    def find_nonfinite(self, rows: Iterable[int] | None = None) -> tuple[int, int | None, str] | None:
+        """The first item of `rows` (default: every row) that holds a NaN or inf in what
+        the model is fed (the crop, the CF vector, ...), as (row, track id or None when
+        the file has no `id`, field); None when all are finite. Used to name the track
+        behind a non-finite loss."""
+        rows = range(len(self)) if rows is None else list(rows)
+        desc = f"looking for NaN/inf in {Path(self.path).name}"
+        with tqdm(rows, desc=desc, leave=False, disable=len(rows) < 1000) as bar:
+            for row in map(int, bar):
+                for field, t in self[row].items():
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                        g = self._group()
+                        track = int(np.asarray(g["id"][row]).reshape(-1)[0]) if "id" in g else None
+                        return row, track, field
+        return None
