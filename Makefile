@@ -126,3 +126,21 @@ $(AUDIO_REPORT)/embeddings.npz: $(AUDIO_REPORT)/results.json
 clean-demo-audio:
 	rm -rf $(AUDIO_DATA) $(AUDIO_REPORT) $(AUDIO_RUNS)
 .PRECIOUS: $(AUDIO_RUNS)/%/audio_encoder.pt
+
+# ---------------------------------------------------------------------------------------
+# The study (issue #11): every config plus the tags views, 3 seeds, each trained to
+# convergence (early stopping) on one generated corpus, evaluated on both layers, with
+# bootstrap intervals and paired comparisons. About 2.5 hours on a 2-core CPU; not part
+# of `make test` or CI. Every run is a file under STUDY_DIR, so a rerun resumes. Put
+# STUDY_DIR outside the work tree; the finished report is copied to reports/study.
+# STUDY_SMOKE=1: the same pipeline with a tiny corpus and budget (minutes), its own
+# directory, no copy to reports/study. Generated data: the models are useless for real music.
+STUDY_SMOKE ?=
+STUDY_DIR ?= $(if $(STUDY_SMOKE),runs/study_smoke,runs/study)
+.PHONY: study study-report
+study: $(STAMP)
+	$(PY) scripts/study.py --study-dir $(STUDY_DIR) $(if $(STUDY_SMOKE),--smoke,--publish reports/study)
+
+# Rebuild the report (and its reports/study copy) from the finished runs of STUDY_DIR.
+study-report: $(STAMP)
+	$(PY) scripts/study.py --study-dir $(STUDY_DIR) --report-only $(if $(STUDY_SMOKE),,--publish reports/study)

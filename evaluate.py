@@ -19,7 +19,8 @@ column is added. Reference rows: a random-init encoder of
 the first model's architecture (seeded) and a popularity ranking. A model's name is
 its run folder (the checkpoint's parent) unless --names is given.
 
-Writes results.md, results.csv, results.json, bars_*.png, embedding_maps.png and,
+Writes results.md, results.csv, results.json (with --per-item also items.npz, the
+per-item data behind each row: see musicrep.evaluation), bars_*.png, embedding_maps.png and,
 when the runs' metrics.csv files are found, loss_curves.png to --out (default
 reports/); prints the Markdown table. Exit status 2 for bad input (missing dataset
 file, a checkpoint that is not an audio encoder, an embedding file that is pickled,
@@ -61,6 +62,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="train the probes on at most this many train+val tracks (seeded "
                    "subset; default: all)")
     p.add_argument("--probe-jobs", type=int, default=1, help="labels fitted in parallel")
+    p.add_argument("--per-item", action="store_true",
+                   help="also write items.npz: per model the probe scores and labels per "
+                   "test track, mood predictions and truth, continuation metrics per "
+                   "playlist (what a bootstrap over test items needs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     if not args.models and not args.embeddings:
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     from musicrep.embed import resolve_device
-    from musicrep.evaluation import K, load_eval_data, run_evaluation
+    from musicrep.evaluation import K, load_eval_data, run_evaluation, write_items
     from musicrep.report import (
         find_metrics_csv,
         format_markdown,
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, input_layout=args.input_layout,
             map_points=args.map_points, progress=not args.quiet,
             probe_max_train=args.probe_max_train, probe_jobs=args.probe_jobs,
-            embeddings=args.embedding_sets,
+            embeddings=args.embedding_sets, per_item=args.per_item,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -139,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     gen = data.generated
     write_tables(out, result.rows, data.manifest, extra, generated=gen, notes=result.notes)
+    if args.per_item:
+        write_items(out / "items.npz", result.items)
     plot_metric_bars(result.rows, out, generated=gen)
     plot_embedding_maps(result.test_maps, data.genre_y["test"][result.map_index],
                         data.major_names, out / "embedding_maps.png", generated=gen)

@@ -126,6 +126,9 @@ class TrainConfig:
     channels_last: bool = True
     gather_distributed: bool = True  # DDP: NT-Xent over the global batch (all-gather)
     max_steps_per_epoch: int | None = None  # cap steps per epoch (smoke tests, benchmarks)
+    # early stopping: stop once the validation loss has not improved for this many epochs
+    # (`epochs` is then the maximum); null trains all `epochs`
+    patience: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -311,6 +314,8 @@ def build_config(
     }
     if cfg.max_steps_per_epoch is not None:
         positive["max_steps_per_epoch"] = cfg.max_steps_per_epoch
+    if cfg.patience is not None:
+        positive["patience"] = cfg.patience
     for key, v in positive.items():
         if not v > 0:
             raise ConfigError(f"config key '{key}' must be > 0, got {v}")

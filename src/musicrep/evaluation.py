@@ -29,6 +29,13 @@
    ``source.melon_dir``), a ridge-regression probe of the hidden per-song mood from
    the embeddings: R^2 and Spearman correlation on the test tracks.
 
+Per-item outputs (``evaluate_embeddings(items=...)``, ``run_evaluation(per_item=True)``,
+``evaluate.py --per-item``): what a bootstrap over test items needs, per model:
+``genre_scores``/``genre_labels`` and ``tag_scores``/``tag_labels`` (n_test, C) probe
+scores and truth, ``mood_pred``/``mood_true`` (n_test,), and for every continuation
+column (both protocols) its value per scored playlist (n_playlists,), keyed by the
+column name. ``write_items`` stores them as ``items.npz`` (keys ``<model>/<key>``).
+
 Reference rows. "random-init": an untrained encoder of the same width and input
 layout as the first model, initialised from ``seed``. "popularity": one ranking of
 the test tracks for every playlist, by their count in ``popularity.json`` (the
@@ -68,6 +75,8 @@ __all__ = [
     "load_embedding_file",
     "load_truth",
     "mood_probe",
+    "read_items",
+    "write_items",
     "split_embeddings",
     "ROW_KEYS",
     "EvalData",
@@ -283,12 +292,13 @@ def linear_probe(
 
 def mood_probe(
     x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-    alpha: float = 1.0,
+    alpha: float = 1.0, items: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float | None]:
     """Ridge regression of a scalar (the hidden mood) from embeddings.
 
     Standardised features, ``Ridge(alpha)`` fitted on the training rows; returns the
-    test-set ``r2`` and ``spearman`` (None when the test truth is constant).
+    test-set ``r2`` and ``spearman`` (None when the test truth is constant). ``items``,
+    when given, receives ``mood_pred`` and ``mood_true`` (n_test,).
     """
     from scipy.stats import spearmanr
     from sklearn.linear_model import Ridge
@@ -298,6 +308,8 @@ def mood_probe(
     scaler = StandardScaler().fit(x_train)
     reg = Ridge(alpha=alpha).fit(scaler.transform(x_train), y_train)
     pred = reg.predict(scaler.transform(x_test))
+    if items is not None:
+        items["mood_pred"], items["mood_true"] = np.asarray(pred, np.float64), np.asarray(y_test, np.float64)
     if len(y_test) < 2 or np.ptp(y_test) == 0:
         return {"r2": None, "spearman": None}
     rho = spearmanr(pred, y_test).statistic
@@ -480,16 +492,28 @@ def _accumulate(total: dict[str, float], batch: dict[str, np.ndarray]) -> None:
 
 
 def _ranking_batches(
-    held: list[np.ndarray], n_test: int, k: int, batch_size: int, ranks_for
+    held: list[np.ndarray], n_test: int, k: int, batch_size: int, ranks_for,
+    per_playlist: dict[str, list[np.ndarray]] | None = None,
 ) -> dict[str, float]:
+    """Mean ranking metrics over playlists; ``per_playlist`` collects the per-row arrays."""
     total: dict[str, float] = {}
     for start in range(0, len(held), batch_size):
         batch_held = held[start : start + batch_size]
         n_rel = np.array([len(h) for h in batch_held])
         depth = min(n_test, int(max(k, n_rel.max())))  # R-precision needs depth R
         ranked = ranks_for(start, start + len(batch_held), depth)
-        _accumulate(total, ranking_metrics(hit_matrix(ranked, batch_held), n_rel, k))
+        m = ranking_metrics(hit_matrix(ranked, batch_held), n_rel, k)
+        _accumulate(total, m)
+        if per_playlist is not None:
+            for key, v in m.items():
+                per_playlist.setdefault(key, []).append(np.asarray(v, np.float64))
     return {key: v / len(held) for key, v in total.items()} if held else {}
+
+
+def _store_per_playlist(items: dict[str, np.ndarray] | None, parts: dict[str, list[np.ndarray]],
+                        prefix: str = "") -> None:
+    if items is not None:
+        items.update({prefix + key: np.concatenate(v) for key, v in parts.items()})
 
 
 def continuation_metrics(
@@ -499,17 +523,22 @@ def continuation_metrics(
     held: list[np.ndarray],
     k: int = K,
     batch_size: int = 256,
+    items: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Mean Recall@k, R-precision, NDCG@k, MAP@k over playlists, ranking all test tracks
     by cosine similarity to the mean normalised embedding of each playlist's known tracks.
+    ``items``, when given, receives each metric per playlist (n_playlists,).
     """
-    items = _l2(test_emb)
+    test_n = _l2(test_emb)
 
     def ranks_for(lo: int, hi: int, depth: int) -> np.ndarray:
         queries = _l2(np.stack([_l2(known_emb[rows]).mean(axis=0) for rows in known[lo:hi]]))
-        return top_k(queries @ items.T, depth)  # one (batch, n_test) block at a time
+        return top_k(queries @ test_n.T, depth)  # one (batch, n_test) block at a time
 
-    return _ranking_batches(held, items.shape[0], k, batch_size, ranks_for)
+    parts: dict[str, list[np.ndarray]] = {}
+    out = _ranking_batches(held, test_n.shape[0], k, batch_size, ranks_for, parts)
+    _store_per_playlist(items, parts)
+    return out
 
 
 def _vote_rankings(
@@ -539,6 +568,7 @@ def continuation_vote_metrics(
     per_track: int = VOTE_PER_TRACK,
     batch_size: int = 256,
     block: int = VOTE_BLOCK,
+    items: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """The second continuation protocol (PAPER.md section 8), averaged over playlists.
 
@@ -548,18 +578,19 @@ def continuation_vote_metrics(
     union of its known tracks' retrievals, ranked by the number of its known tracks
     that retrieved them, ties by their mean similarity to those tracks, then by lower
     test row. Test tracks no known track retrieved are never ranked (they count as
-    misses). Returns the metrics of ``ranking_metrics`` keyed with a ``vote_`` prefix.
+    misses). Returns the metrics of ``ranking_metrics`` keyed with a ``vote_`` prefix;
+    ``items``, when given, receives them per playlist under the same keys.
     """
     if not known:
         return {}
-    items = _l2(test_emb)
+    test_n = _l2(test_emb)
     used = np.unique(np.concatenate(known))
-    m = min(per_track, items.shape[0])
+    m = min(per_track, test_n.shape[0])
     top_idx = np.empty((used.size, m), dtype=np.int32)  # int32: 585k x 100 stays 234 MB
     top_sim = np.empty((used.size, m), dtype=np.float32)
     for start in range(0, used.size, block):
         q = _l2(known_emb[used[start : start + block]])
-        sims = q @ items.T  # (block, n_test)
+        sims = q @ test_n.T  # (block, n_test)
         idx = top_k(sims, m)
         top_idx[start : start + len(q)] = idx
         top_sim[start : start + len(q)] = np.take_along_axis(sims, idx, axis=1)
@@ -568,7 +599,9 @@ def continuation_vote_metrics(
     def ranks_for(lo: int, hi: int, depth: int) -> np.ndarray:
         return _vote_rankings(top_idx, top_sim, local[lo:hi], depth)
 
-    m_out = _ranking_batches(held, items.shape[0], k, batch_size, ranks_for)
+    parts: dict[str, list[np.ndarray]] = {}
+    m_out = _ranking_batches(held, test_n.shape[0], k, batch_size, ranks_for, parts)
+    _store_per_playlist(items, parts, "vote_")
     return {f"vote_{key}": v for key, v in m_out.items()}
 
 
@@ -578,9 +611,11 @@ def popularity_metrics(
     held: list[np.ndarray],
     k: int = K,
     batch_size: int = 256,
+    items: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """The same metrics for one global ranking of the test tracks by popularity count
-    (descending; ties by lower track id; tracks absent from ``popularity`` count 0)."""
+    (descending; ties by lower track id; tracks absent from ``popularity`` count 0).
+    ``items``, when given, receives them per playlist."""
     test_ids = np.asarray(test_ids, dtype=np.int64)
     counts = np.array([float(popularity.get(str(int(t)), 0)) for t in test_ids])
     order = np.lexsort((test_ids, -counts))
@@ -588,7 +623,10 @@ def popularity_metrics(
     def ranks_for(lo: int, hi: int, depth: int) -> np.ndarray:
         return np.broadcast_to(order[:depth], (hi - lo, depth))
 
-    return _ranking_batches(held, len(test_ids), k, batch_size, ranks_for)
+    parts: dict[str, list[np.ndarray]] = {}
+    out = _ranking_batches(held, len(test_ids), k, batch_size, ranks_for, parts)
+    _store_per_playlist(items, parts)
+    return out
 
 
 def model_names(
@@ -638,6 +676,7 @@ def evaluate_embeddings(
     queries: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
     probe_max_train: int | None = None,
     probe_jobs: int = 1,
+    items: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """All three tasks for one model's split embeddings {"train","val","test"}: (N, d).
 
@@ -645,6 +684,7 @@ def evaluate_embeddings(
     train+val tracks (the full Melon train+val is 585k tracks; continuation always
     uses all of them). Returns (row, details): the row has ``ROW_KEYS`` (None where a
     task was skipped), details the counts behind it (labels scored/skipped, playlists).
+    ``items``, when given, receives the per-item arrays of the module docstring.
     """
     row: dict[str, Any] = {key: None for key in ROW_KEYS}
     details: dict[str, Any] = {}
@@ -657,30 +697,32 @@ def evaluate_embeddings(
     details["probe_train_tracks"] = len(probe_rows)
     x_probe = x_tr[probe_rows]
 
-    def probe(y_parts: dict[str, np.ndarray]) -> dict[str, Any]:
+    def probe(y_parts: dict[str, np.ndarray], task: str) -> dict[str, Any]:
         y_tr = np.concatenate([y_parts["train"], y_parts["val"]])[probe_rows]
         scores = linear_probe(x_probe, y_tr, x_te, seed, n_jobs=probe_jobs)
+        if items is not None:
+            items[f"{task}_scores"], items[f"{task}_labels"] = scores, y_parts["test"]
         return macro_roc_pr_auc(y_parts["test"], scores)
 
-    g = probe(data.genre_y)
+    g = probe(data.genre_y, "genre")
     row["genre_roc_auc"], row["genre_pr_auc"] = g["roc_auc"], g["pr_auc"]
     details["genre_labels_scored"], details["genre_labels_skipped"] = g["n_scored"], g["n_skipped"]
 
     if data.tag_y is not None:
-        t = probe(data.tag_y)
+        t = probe(data.tag_y, "tag")
         row["tag_roc_auc"], row["tag_pr_auc"] = t["roc_auc"], t["pr_auc"]
         details["tag_labels_scored"], details["tag_labels_skipped"] = t["n_scored"], t["n_skipped"]
 
     if queries is not None and queries[0] and continuation_degenerate(len(x_te), k) is None:
-        m = continuation_metrics(x_tr, x_te, queries[0], queries[1], k, batch_size)
+        m = continuation_metrics(x_tr, x_te, queries[0], queries[1], k, batch_size, items)
         row.update({key: m[key] for key in (f"recall@{k}", "r_precision", f"ndcg@{k}", f"map@{k}")})
         row.update(continuation_vote_metrics(x_tr, x_te, queries[0], queries[1], k,
-                                             batch_size=batch_size))
+                                             batch_size=batch_size, items=items))
         details["playlists"] = len(queries[0])
 
     if data.mood is not None:
         y_mood = np.concatenate([data.mood["train"], data.mood["val"]])[probe_rows]
-        mp = mood_probe(x_probe, y_mood, x_te, data.mood["test"])
+        mp = mood_probe(x_probe, y_mood, x_te, data.mood["test"], items=items)
         row["mood_r2"], row["mood_spearman"] = mp["r2"], mp["spearman"]
     return row, details
 
@@ -707,6 +749,7 @@ class EvalResult:
     checkpoints: dict[str, str]  # model name -> checkpoint (models given as checkpoints)
     sources: dict[str, str] = field(default_factory=dict)  # name -> embedding file(s)
     notes: list[str] = field(default_factory=list)  # caveats for the report
+    items: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # per_item=True
 
 
 def run_evaluation(
@@ -723,6 +766,7 @@ def run_evaluation(
     probe_max_train: int | None = None,
     probe_jobs: int = 1,
     embeddings: Sequence[tuple[str, Sequence[str | os.PathLike]]] = (),
+    per_item: bool = False,
 ) -> EvalResult:
     """Embed every split with each model and the random-init reference, run the tasks.
 
@@ -731,6 +775,7 @@ def run_evaluation(
     models, the embedding sets, "random-init" (only when a model is given, as it copies
     the first model's architecture), "popularity". Raises ValueError/FileNotFoundError
     for a checkpoint that is missing or not an encoder, or a bad embedding file.
+    ``per_item`` keeps each row's per-item arrays in ``EvalResult.items``.
     """
     from .checkpoint import load_audio_encoder
 
@@ -808,11 +853,13 @@ def run_evaluation(
 
     jobs = [(n, lambda n=n, e=e: embed_all(n, e)) for n, e in zip(labels, encoders)]
     jobs[len(paths):len(paths)] = [(n, lambda e=e: e) for n, e in loaded.items()]
-    rows, details, maps = [], {}, {}
+    rows, details, maps, per = [], {}, {}, {}
     for name, get in jobs:
         emb = get()
+        per[name] = {}
         row, det = evaluate_embeddings(emb, data, seed, K, PLAYLIST_BATCH, queries,
-                                       probe_max_train, probe_jobs)
+                                       probe_max_train, probe_jobs,
+                                       per[name] if per_item else None)
         row["model"] = name
         rows.append(row)
         details[name] = det
@@ -823,9 +870,33 @@ def run_evaluation(
             and continuation_degenerate(n_test) is None):
         row = {key: None for key in ROW_KEYS}
         row["model"] = "popularity"
+        per["popularity"] = {}
         row.update(popularity_metrics(data.ids["test"], data.popularity, queries[1], K,
-                                      PLAYLIST_BATCH))
+                                      PLAYLIST_BATCH, per["popularity"] if per_item else None))
         rows.append(row)
         details["popularity"] = {"playlists": len(queries[1])}
     ckpts = {n: str(p) for n, p in zip(labels, paths)}
-    return EvalResult(rows, details, maps, map_index, ckpts, sources, notes)
+    return EvalResult(rows, details, maps, map_index, ckpts, sources, notes,
+                      per if per_item else {})
+
+
+def write_items(path: str | os.PathLike, items: dict[str, dict[str, np.ndarray]]) -> Path:
+    """Per-item arrays of several models to one ``.npz`` (keys ``<model>/<key>``), atomically."""
+    from .io import atomic_path
+
+    flat = {f"{model}/{key}": np.asarray(v) for model, arrays in items.items()
+            for key, v in arrays.items()}
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **flat)
+    return path
+
+
+def read_items(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
+    """What ``write_items`` wrote: {model: {key: array}} (never unpickles)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for name in z.files:
+            model, _, key = name.rpartition("/")
+            out.setdefault(model, {})[key] = z[name]
+    return out

@@ -18,8 +18,14 @@ Resume. Rerunning the same command continues from last.pt (model parts, Adam, ep
 step, best loss, RNG states). Crops are drawn from (seed, epoch) and the shuffle from
 (seed, epoch), so on CPU with a fixed seed an interrupted and resumed run ends with
 exactly the weights of an uninterrupted one. An interrupted epoch is redone from its
-start. When last.pt already holds `epochs` epochs and the export exists, the run is
-complete: fit() says so and returns without training.
+start. When last.pt already holds `epochs` epochs (or stopped early) and the export
+exists, the run is complete: fit() says so and returns without training.
+
+Early stopping. With `patience` set, training stops once the validation loss has not
+improved for `patience` epochs; `epochs` is then the maximum. best.pt (and its export
+audio_encoder_best.pt) holds the best-by-validation model, audio_encoder.pt the last
+epoch's. metrics.csv has a `best_epoch` column; config.json a `training` entry (epochs
+run, best epoch, best validation loss, whether it stopped early).
 
 Faults. Everything a resume needs (last.pt, the config, the data's sizes) is checked
 before anything is written; a fresh start sets an earlier attempt's files aside
@@ -113,6 +119,8 @@ class FitResult:
     skipped: bool  # True when the run was already complete
     best_val: float
     last_metrics: dict[str, float]
+    best_epoch: int = 0  # epoch of best.pt (0: none yet)
+    stopped_early: bool = False
 
 
 class Trainer:
@@ -194,6 +202,7 @@ class Trainer:
         )
         self.global_step = 0
         self.best_val = math.inf
+        self.best_epoch = self.epochs_run = 0
         self._setup_done = True
 
     def train_loader(self, epoch: int) -> DataLoader:
@@ -332,11 +341,13 @@ class Trainer:
         if self.dist.enabled:  # collective: every rank's RNG goes into rank 0's file
             states = [None] * self.dist.world_size
             dist.all_gather_object(states, rng_state())
-        return training_state(
+        state = training_state(
             self.model, self.optimizer, self.cfg, epoch=epoch, global_step=self.global_step,
             best_val=self.best_val, val_loss=val_loss, rng_states=states,
             model_args=model_args(self.views),
         )
+        state["best_epoch"] = self.best_epoch  # early stopping resumes from it
+        return state
 
     def _nonfinite_loss(self, split: str, value: float, epoch: int, rows: list[int] | None = None
                         ) -> ConfigError | TrainingError:
@@ -367,6 +378,12 @@ class Trainer:
         info["provenance"] = provenance(
             self.cfg.train_dataset_file, len(self.train_set), len(self.val_set), self.cfg.epochs, self.cfg.width
         )
+        info["training"] = {
+            "epochs_run": self.epochs_run, "max_epochs": self.cfg.epochs,
+            "patience": self.cfg.patience, "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
+            "stopped_early": _stopped_early(self.cfg, self.epochs_run, self.best_epoch),
+        }
         return info
 
     # ---------------------------------------------------------------- fit ----------
@@ -400,12 +417,16 @@ class Trainer:
         last_path = out / "last.pt"
         ckpt = load_resume_point(last_path, cfg)  # damaged, foreign, other config: one line
         done = int(ckpt["epoch"]) if ckpt else 0
-        if done >= cfg.epochs and (out / "audio_encoder.pt").is_file():
+        # Checkpoints from before early stopping lack best_epoch: count from the resume point.
+        best_epoch = int(ckpt.get("best_epoch", done)) if ckpt else 0
+        stopped = _stopped_early(cfg, done, best_epoch)
+        if (done >= cfg.epochs or stopped) and (out / "audio_encoder.pt").is_file():
+            why = f"stopped early at epoch {done}, best {best_epoch}" if stopped else f"{done}/{cfg.epochs} epochs"
             self.log(
-                f"{cfg.experiment_name}: already complete ({done}/{cfg.epochs} epochs) in {out}; "
-                "nothing to do (raise 'epochs' to train further)"
+                f"{cfg.experiment_name}: already complete ({why}) in {out}; "
+                "nothing to do (raise 'epochs' or 'patience' to train further)"
             )
-            return FitResult(out, done, True, float(ckpt["best_val"]), {})
+            return FitResult(out, done, True, float(ckpt["best_val"]), {}, best_epoch, stopped)
 
         # Setup: data, model, optimizer, the resume point (all checked before anything is
         # written), then the run log.
@@ -415,6 +436,7 @@ class Trainer:
             self.global_step, self.best_val = restore(
                 ckpt, self.model, self.optimizer, cfg, self.dist.rank, self.dist.world_size, last_path
             )
+            self.best_epoch, self.epochs_run = best_epoch, done
         runlog = self.runlog = RunLog(out)
         info = self._run_info()
         earlier = runlog.begin(info, done if ckpt else None) if self.dist.is_main else None
@@ -439,6 +461,8 @@ class Trainer:
         metrics: dict[str, float] = {}
         try:
             for epoch in range(done + 1, cfg.epochs + 1):
+                if _stopped_early(cfg, self.epochs_run, self.best_epoch):
+                    break
                 train_terms, seconds = self.train_epoch(epoch)
                 val_terms = self.validate()
                 if not math.isfinite(val_terms["loss"]):  # before anything of the epoch is saved
@@ -450,7 +474,9 @@ class Trainer:
                 metrics.update(time_s=round(seconds, 3), samples_per_s=round(samples / max(seconds, 1e-9), 2))
                 improved = val_terms["loss"] < self.best_val
                 if improved:
-                    self.best_val = val_terms["loss"]
+                    self.best_val, self.best_epoch = val_terms["loss"], epoch
+                self.epochs_run = epoch
+                metrics["best_epoch"] = self.best_epoch
                 state = self._state(epoch, val_terms["loss"])  # collective under DDP
                 if self.dist.is_main:
                     runlog.epoch(metrics, train_terms, val_terms, self.global_step)
@@ -466,6 +492,10 @@ class Trainer:
                 del state
                 if self.dist.enabled:
                     dist.barrier()
+                if _stopped_early(cfg, epoch, self.best_epoch):
+                    self.log(f"{cfg.experiment_name}: early stop at epoch {epoch}: validation loss "
+                             f"not improved for {cfg.patience} epochs (best epoch {self.best_epoch}, "
+                             f"{self.best_val:.4f})")
         except KeyboardInterrupt:
             self.log(f"\ninterrupted; rerun the same command to resume from {last_path}")
             raise
@@ -486,7 +516,8 @@ class Trainer:
             self.log(f"{cfg.experiment_name}: done; audio encoder in {out / 'audio_encoder.pt'}")
         if self.dist.enabled:
             dist.barrier()
-        return FitResult(out, cfg.epochs, False, self.best_val, metrics)
+        return FitResult(out, self.epochs_run, False, self.best_val, metrics, self.best_epoch,
+                         _stopped_early(cfg, self.epochs_run, self.best_epoch))
 
     def _check_ranks_agree(self) -> None:
         # DDP keeps replicas equal; a mismatch means a bug, so fail loudly.
@@ -495,6 +526,11 @@ class Trainer:
         dist.all_gather_object(sums, float(total))
         if any(s != sums[0] for s in sums):
             raise TrainingError(f"ranks ended with different weights (parameter sums {sums})")
+
+
+def _stopped_early(cfg: TrainConfig, epochs_run: int, best_epoch: int) -> bool:
+    """True when `patience` epochs have passed since the best validation loss."""
+    return cfg.patience is not None and epochs_run < cfg.epochs and epochs_run - best_epoch >= cfg.patience
 
 
 def _usable_cpus() -> int:

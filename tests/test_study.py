@@ -1,0 +1,139 @@
+"""The study pipeline (musicrep.study) end to end on a very small plan: the lr grid picks
+per family and its winner is reused, every run and reference is evaluated on both layers,
+the report has intervals and paired comparisons, and a rerun trains nothing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from musicrep import study
+
+# Two configs (the reference and one baseline), two seeds, a two-lr grid for the
+# contrastive family, one step per epoch: the whole pipeline in about a minute.
+PLAN = replace(
+    study.SMOKE, name="test", songs=560, playlists=240,
+    configs=["baseline_MF", "contrastive_MF_gnr"],
+    grid_configs={"baseline": "baseline_MF", "contrastive": "contrastive_MF_gnr"},
+    lr_grid={"baseline": [3e-3], "contrastive": [1e-3, 3e-3]},
+    max_epochs=2, max_steps_per_epoch=1, n_boot=50,
+)
+
+
+def _targets(root: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in root.glob("runs/**/*") if p.name in ("eval.npz", "last.pt")}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study") / "s"
+    layout = study.Layout(root)
+    study.run_study(layout, PLAN, device="cpu", progress=False)
+    study.write_report(layout, PLAN, publish=root.parent / "published")
+    return layout
+
+
+def test_runs_grid_and_reuse(finished):
+    root = finished.root
+    grid = json.loads((root / "grid.json").read_text())
+    chosen = grid["contrastive"]["chosen"]
+    assert chosen in (1e-3, 3e-3) and [r["lr"] for r in grid["contrastive"]["grid"]] == [1e-3, 3e-3]
+    assert grid["baseline"]["chosen"] == 3e-3
+    other = 1e-3 if chosen == 3e-3 else 3e-3
+    # the grid's winner is the config's seed-0 run; the loser is not trained on seed 1
+    assert (finished.run("contrastive_MF_gnr", chosen, 1) / "eval.npz").is_file()
+    assert not finished.run("contrastive_MF_gnr", other, 1).exists()
+    for seed in PLAN.seeds:
+        assert (finished.reference(study.RANDOM, seed) / "eval.npz").is_file()
+        info = json.loads((finished.run("baseline_MF", 3e-3, seed) / "config.json").read_text())
+        assert info["training"]["epochs_run"] <= 2 and info["patience"] == 1
+    assert json.loads((root / "study.json").read_text()) == json.loads(json.dumps(study.asdict(PLAN)))
+
+
+def test_report_rows_and_comparisons(finished):
+    out = finished.report
+    result = json.loads((out / "results.json").read_text())
+    assert result["generated_corpus"] is True and result["missing"] == []
+    rows = {(r["model"], r["layer"]): r for r in result["rows"]}
+    models = ["baseline_MF", "contrastive_MF_gnr", study.RANDOM, study.POPULARITY]
+    assert set(rows) == {(m, layer) for m in models for layer in study.LAYERS}
+    for (model, layer), r in rows.items():
+        assert r["n_seeds"] == (1 if model == study.POPULARITY else 2)
+        for col in study.metric_columns():
+            v = r[col]
+            if model == study.POPULARITY and col not in study.TASK_COLUMNS["continuation"]:
+                assert v is None
+                continue
+            assert v is not None, (model, layer, col)
+            assert v["ci_low"] <= v["ci_high"]
+            if model != study.POPULARITY:
+                assert v["std"] >= 0
+    assert rows[("baseline_MF", "z")]["genre_roc_auc"] != rows[("baseline_MF", "z_d")]["genre_roc_auc"]
+    comps = {(c["versus"], c["layer"]): c for c in result["comparisons"]}
+    assert set(comps) == {(m, layer) for m in models if m != study.REFERENCE for layer in study.LAYERS}
+    for c in comps.values():
+        assert c["model"] == study.REFERENCE and c["n_seeds"] == 2
+        d = c["ndcg@100"]
+        assert 0 < d["p_value"] <= 1 and d["ci_low"] <= d["ci_high"]
+    # the difference is the difference of the seed means
+    ref, base = rows[("contrastive_MF_gnr", "z_d")], rows[("baseline_MF", "z_d")]
+    assert comps[("baseline_MF", "z_d")]["ndcg@100"]["diff"] == pytest.approx(
+        ref["ndcg@100"]["mean"] - base["ndcg@100"]["mean"])
+
+    header = (out / "results.csv").read_text().splitlines()[0].split(",")
+    assert header[:3] == ["model", "layer", "n_seeds"] and "mood_r2_ci_high" in header
+    md = (out / "results.md").read_text()
+    for text in ("generated corpus", "useless for real music", "Learning rate grid", "(chosen)",
+                 "Paired differences", "## Reading", "READING: placeholder", "two-level"):
+        assert text in md, text
+    pngs = sorted(p.name for p in out.glob("errorbars_*.png"))
+    assert "errorbars_z_d_mood.png" in pngs and "errorbars_z_continuation_vote.png" in pngs
+    published = out.parent.parent / "published"
+    assert (published / "results.md").read_text() == md
+
+
+def test_rerun_trains_nothing_and_report_only(finished, capsys):
+    before = _targets(finished.root)
+    study.run_study(finished, PLAN, device="cpu", progress=False)
+    assert _targets(finished.root) == before
+    assert "already finished and evaluated" in capsys.readouterr().out
+
+    # A run interrupted after its last epoch but before export and evaluation resumes
+    # from last.pt (no epoch retrained), exports and is evaluated; nothing else is touched.
+    run = finished.run("baseline_MF", 3e-3, 1)
+    lost = run / "eval.npz"
+    for name in ("eval.npz", "eval.json", "audio_encoder.pt", "audio_encoder_best.pt"):
+        (run / name).unlink()
+    study.run_study(finished, PLAN, device="cpu", progress=False)
+    after = _targets(finished.root)
+    assert (run / "audio_encoder_best.pt").is_file() and "resuming from" in capsys.readouterr().out
+    assert lost.is_file() and after.pop(lost) != before.pop(lost) and after == before
+
+    assert study.main(["--study-dir", str(finished.root), "--report-only"]) == 0
+
+
+def test_other_plan_is_refused(finished, capsys):
+    with pytest.raises(study.StudyError, match="differs in"):
+        study.check_plan(finished, replace(PLAN, seeds=[0, 1, 2]))
+    assert study.main(["--study-dir", str(finished.root), "--smoke"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "study.json" in err[0] and "another --study-dir" in err[0]
+
+
+def test_report_only_without_runs_exits_2(tmp_path, capsys):
+    assert study.main(["--study-dir", str(tmp_path / "none"), "--report-only"]) == 2
+    assert "not a study directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_smoke_study_end_to_end(tmp_path):
+    """What `make study STUDY_SMOKE=1` runs: every config, the same report files."""
+    assert study.main(["--smoke", "--study-dir", str(tmp_path / "smoke"), "--quiet"]) == 0
+    report = tmp_path / "smoke" / "report"
+    result = json.loads((report / "results.json").read_text())
+    assert {r["model"] for r in result["rows"]} == set(study.STUDY_CONFIGS) | {study.RANDOM, study.POPULARITY}
+    for name in ("results.md", "results.csv", "errorbars_z_d_genre.png"):
+        assert (report / name).is_file()
