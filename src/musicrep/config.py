@@ -119,7 +119,6 @@ class TrainConfig:
     max_tags: int = 10  # playlist-tag tokens per track for the tags encoder
     # tag word2vec matrix; default tag_embedding_matrix_128.npy beside the train file
     tag_embedding_matrix_file: str | None = None
-    bf16: bool = False  # bfloat16 autocast (CUDA; also works on CPU, slowly)
     # bfloat16 autocast: "auto" (on where the device runs bf16 natively: precision.py), true, false
     bf16: bool | str = "auto"
     # channels-last memory format for the CNN: ~1.4x faster training on CPU (bench/README.md)
