@@ -1,6 +1,7 @@
 """Melon-scale rehearsal: every pipeline stage on a generated corpus F times Melon's size.
 
     python bench/melon_scale.py --scale 0.01 [--work-dir DIR] [--keep] [--table PATH]
+    python bench/melon_scale.py --fit reports/bench/melon_scale_*.json   # side by side
 
 Melon (Kakao Arena): 649,091 tracks, 148,826 playlists, 30,652 tags, 254 genre codes
 (30 major, 224 detail). At ``--scale F`` the songs, playlists and tag vocabulary are F
@@ -305,9 +306,52 @@ def format_table(scale: float, tracks: int, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def growth_exponent(tracks: list[int], values: list[float]) -> float | None:
+    """Least-squares slope of log(value) against log(tracks); None under two points."""
+    pts = [(t, v) for t, v in zip(tracks, values) if v and v > 0]
+    if len(pts) < 2:
+        return None
+    x, y = np.log([t for t, _ in pts]), np.log([v for _, v in pts])
+    return round(float(np.polyfit(x, y, 1)[0]), 2) + 0.0  # + 0.0: no '-0.00'
+
+
+def fit_table(results: list[dict]) -> str:
+    """Scales side by side (seconds / peak RSS MB / disk MB) with growth exponents.
+
+    ``results`` are the .json files the runs wrote; the exponents are fitted over every
+    scale given (time and peak RSS against tracks).
+    """
+    results = sorted(results, key=lambda r: r["scale"])
+    tracks = [r["sizes"]["songs"] for r in results]
+    head = " | ".join(f"{r['scale']:g} ({t:,} tracks)" for r, t in zip(results, tracks))
+    lines = [f"| stage | {head} | time exp | RSS exp |",
+             "|---|" + "---|" * len(results) + "---:|---:|"]
+    by_stage = [{row["stage"]: row for row in r["rows"]} for r in results]
+    for stage in STAGES:
+        rows = [b.get(stage) for b in by_stage]
+        cells = [f"{r['seconds']} / {r['peak_rss_mb']:.0f} / {r['disk_mb']:.0f}" if r else "-"
+                 for r in rows]
+        exps = [growth_exponent(tracks, [r[key] if r else 0 for r in rows])
+                for key in ("seconds", "peak_rss_mb")]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " | "
+                     + " | ".join("-" if e is None else f"{e:.2f}" for e in exps) + " |")
+    # The figures measured inside a stage (create_dataset's parts, training's rate).
+    for key in ("metadata_seconds", "metadata_peak_rss_mb", "cf_seconds", "cf_per_epoch_s",
+                "samples_per_s"):
+        vals = [next((row[key] for row in b.values() if key in row), None) for b in by_stage]
+        if any(v is not None for v in vals):
+            e = growth_exponent(tracks, [v or 0 for v in vals])
+            lines.append(f"| {key} | " + " | ".join("-" if v is None else f"{v}" for v in vals)
+                         + f" | {'-' if e is None else f'{e:.2f}'} | |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--scale", type=float, required=True, help="fraction of Melon's size")
+    p.add_argument("--scale", type=float, help="fraction of Melon's size")
+    p.add_argument("--fit", nargs="+", metavar="JSON",
+                   help="instead of a run: the tables of earlier runs (.json) side by side "
+                        "with fitted growth exponents")
     p.add_argument("--work-dir", default=None, help="where the files go (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the generated files")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
@@ -318,7 +362,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="Markdown table path (default reports/bench/melon_scale_<F>.md)")
     p.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if not 0 < args.scale <= 2:
+    if args.fit:
+        results = []
+        for path in args.fit:
+            try:
+                results.append(json.loads(Path(path).read_text(encoding="utf-8")))
+            except (OSError, ValueError) as e:
+                print(f"error: {path}: not a melon_scale table ({e})", file=sys.stderr)
+                return 2
+            if not {"scale", "sizes", "rows"} <= set(results[-1]):
+                print(f"error: {path}: not a melon_scale table (needs scale, sizes, rows)",
+                      file=sys.stderr)
+                return 2
+        print(fit_table(results), end="")
+        return 0
+    if args.scale is None or not 0 < args.scale <= 2:
         p.error("--scale must be in (0, 2]")
     if args.cf_epochs < 1 or args.train_steps < 1 or args.train_batch < 2:
         p.error("--cf-epochs and --train-steps must be >= 1, --train-batch >= 2")

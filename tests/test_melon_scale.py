@@ -39,3 +39,25 @@ def test_refuses_nonempty_work_dir(tmp_path, capsys) -> None:
     rc = BENCH["main"](["--scale", "0.001", "--work-dir", str(tmp_path)])
     assert rc == 2 and "not empty" in capsys.readouterr().err
     assert (tmp_path / "x").read_text() == "user file"
+
+
+def test_fit_table_exponents_from_run_tables(tmp_path, capsys) -> None:
+    """--fit: scales side by side; time exponent 1.5 and flat RSS are recovered."""
+    paths = []
+    for scale in (0.01, 0.1, 1.0):
+        n = BENCH["sizes"](scale)
+        rows = [{"stage": "create_dataset", "seconds": round(2e-4 * n["songs"] ** 1.5, 1),
+                 "peak_rss_mb": 500.0, "disk_mb": 1.0, "cf_per_epoch_s": 1e-5 * n["songs"]}]
+        path = tmp_path / f"t{scale}.json"
+        path.write_text(json.dumps({"scale": scale, "sizes": n, "rows": rows}))
+        paths.append(str(path))
+    assert BENCH["main"](["--fit", *paths]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("| create_dataset |"))
+    assert line.endswith("| 1.50 | 0.00 |") and "649,091 tracks" in out
+    cf = next(x for x in out.splitlines() if x.startswith("| cf_per_epoch_s |"))
+    assert "| 1.00 |" in cf
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert BENCH["main"](["--fit", str(bad)]) == 2
+    assert "bad.json" in capsys.readouterr().err
