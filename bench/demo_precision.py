@@ -20,6 +20,8 @@ from pathlib import Path
 
 from musicrep.config import PAPER_CONFIGS
 
+CONFIGS = list(PAPER_CONFIGS)
+
 METRICS = ("genre_roc_auc", "tag_roc_auc", "ndcg@100", "mood_r2")
 
 
@@ -27,14 +29,14 @@ def load(root: Path) -> tuple[dict[str, dict], dict[str, float]]:
     """(model -> results row, model -> final validation loss) of one demo output root."""
     rows = {r["model"]: r for r in json.loads((root / "reports/demo/results.json").read_text())["rows"]}
     val = {}
-    for name in PAPER_CONFIGS:
+    for name in CONFIGS:
         with open(root / "runs" / name / "metrics.csv") as f:
             val[name] = float(list(csv.DictReader(f))[-1]["val_loss"])
     return rows, val
 
 
 def ranking(rows: dict[str, dict], metric: str) -> list[str]:
-    return sorted(PAPER_CONFIGS, key=lambda m: -(rows[m].get(metric) or 0.0))
+    return sorted(CONFIGS, key=lambda m: -(rows[m].get(metric) or 0.0))
 
 
 def main() -> int:
@@ -47,11 +49,11 @@ def main() -> int:
     except (OSError, KeyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    metrics = [m for m in METRICS if b_rows[PAPER_CONFIGS[0]].get(m) is not None]
+    metrics = [m for m in METRICS if b_rows[CONFIGS[0]].get(m) is not None]
     head = ["model"] + [f"{m} {tag}" for m in metrics for tag in ("bf16", "fp32")] + ["val loss bf16", "val loss fp32"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for name in list(PAPER_CONFIGS) + ["random-init"]:
+    for name in CONFIGS + ["random-init"]:
         cells = [name]
         for m in metrics:
             cells += [f"{r[name][m]:.3f}" if r.get(name, {}).get(m) is not None else "" for r in (b_rows, f_rows)]

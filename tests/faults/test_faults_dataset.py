@@ -26,6 +26,8 @@ from musicrep.dataset_builder import DatasetArgs, DatasetError, create_dataset
 from musicrep.io import output_lock
 from musicrep.melon import mel_path
 
+from . import default_sigint
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "create_dataset.py"
 FAST = dict(frames=256, cf_factors=8, cf_epochs=3, workers=2)
@@ -199,7 +201,8 @@ class TestRule3OneLineExit2:
             [sys.executable, str(SCRIPT), "--melon-dir", str(toy_melon[0]), "--out-dir", str(out),
              "--overwrite", "--frames", "256", "--cf-factors", "8", "--cf-epochs", "3",
              "--workers", "1", "--dtype", "float16"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=default_sigint)
         partial = f".{out.name}.*.tmpdir/.train.h5.tmp"
         deadline = time.monotonic() + 60
         while not list(tmp_path.glob(partial)) and p.poll() is None:

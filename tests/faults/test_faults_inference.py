@@ -21,6 +21,8 @@ from musicrep.audio import AudioError, file_mel
 from musicrep.embed import embed_files
 from musicrep.models import AudioEncoder
 
+from . import default_sigint
+
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 
@@ -120,7 +122,7 @@ class TestRule2NeverLoseUserData:
         proc = subprocess.Popen(
             [sys.executable, str(REPO / "encode.py"), "--checkpoint", str(model_dir), str(long),
              str(long), "--out", str(out), "--quiet", "--precision", "fp32"],
-            stderr=subprocess.PIPE, text=True, env=ENV)
+            stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=default_sigint)
         first = proc.stderr.readline()  # "encoding N files ...": the work has started
         assert first.startswith("encoding"), first
         time.sleep(0.5)
