@@ -145,7 +145,7 @@ def write_tables(
     return paths
 
 
-def _save_figure(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -154,7 +154,7 @@ def _save_figure(fig: Any, path: Path) -> Path:
     return path
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)  # files only; never needs a display
@@ -173,7 +173,7 @@ def plot_metric_bars(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike,
 
     ``generated`` adds "(generated corpus)" to every title.
     """
-    plt = _pyplot()
+    plt = pyplot()
     out = Path(out_dir)
     written = []
     for task, cols in TASK_COLUMNS.items():
@@ -193,7 +193,7 @@ def plot_metric_bars(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike,
         ax.set_title(f"{task}{_corpus_suffix(generated)}")
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.grid(axis="y", alpha=0.3)
-        written.append(_save_figure(fig, out / f"bars_{task}.png"))
+        written.append(save_figure(fig, out / f"bars_{task}.png"))
     return written
 
 
@@ -212,7 +212,7 @@ def plot_embedding_maps(
     """
     from sklearn.decomposition import PCA
 
-    plt = _pyplot()
+    plt = pyplot()
     n = len(embeddings)
     cols = min(3, n)
     nrows = math.ceil(n / cols)
@@ -243,7 +243,7 @@ def plot_embedding_maps(
             markerscale=3, bbox_to_anchor=(0.5, -0.02 - 0.02 * math.ceil(len(labels) / 6)),
         )
     fig.suptitle("Test embeddings (PCA), coloured by major genre" + _corpus_suffix(generated))
-    return _save_figure(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def find_metrics_csv(checkpoint: str | os.PathLike) -> Path | None:
@@ -309,7 +309,7 @@ def plot_loss_curves(csv_paths: dict[str, Path], path: str | os.PathLike,
             data[name] = (x_name, curves)
     if not data:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     n = len(data)
     cols = min(3, n)
     nrows = math.ceil(n / cols)
@@ -326,4 +326,4 @@ def plot_loss_curves(csv_paths: dict[str, Path], path: str | os.PathLike,
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     fig.suptitle("Training curves" + _corpus_suffix(generated))
-    return _save_figure(fig, Path(path))
+    return save_figure(fig, Path(path))

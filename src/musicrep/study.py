@@ -695,9 +695,9 @@ def write_csv(path: Path, summary: list[dict]) -> None:
 
 def plot_errorbars(summary: list[dict], found: list[Finished], out: Path) -> list[Path]:
     """One figure per layer and task: mean with the 95% interval, seeds as dots."""
-    from .report import _pyplot, _save_figure
+    from .report import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     written = []
     for layer in LAYERS:
         for task, cols in TASK_COLUMNS.items():
@@ -720,7 +720,7 @@ def plot_errorbars(summary: list[dict], found: list[Finished], out: Path) -> lis
                 ax.set_title(col, fontsize="medium")
                 ax.grid(axis="y", alpha=0.3)
             fig.suptitle(f"{task}, layer {layer}: mean and 95% interval, seeds as dots (generated corpus)")
-            written.append(_save_figure(fig, out / f"errorbars_{layer}_{task}.png"))
+            written.append(save_figure(fig, out / f"errorbars_{layer}_{task}.png"))
     return written
 
 

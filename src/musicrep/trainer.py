@@ -463,9 +463,8 @@ class Trainer:
         # Epoch loop: train, validate, log, save.
         metrics: dict[str, float] = {}
         try:
-            for epoch in range(done + 1, cfg.epochs + 1):
-                if _stopped_early(cfg, self.epochs_run, self.best_epoch):
-                    break
+            # A run that stopped early but was cut off before its export trains no more.
+            for epoch in range(done + 1, (done if stopped else cfg.epochs) + 1):
                 train_terms, seconds = self.train_epoch(epoch)
                 val_terms = self.validate()
                 if not math.isfinite(val_terms["loss"]):  # before anything of the epoch is saved
@@ -499,6 +498,7 @@ class Trainer:
                     self.log(f"{cfg.experiment_name}: early stop at epoch {epoch}: validation loss "
                              f"not improved for {cfg.patience} epochs (best epoch {self.best_epoch}, "
                              f"{self.best_val:.4f})")
+                    break
         except KeyboardInterrupt:
             self.log(f"\ninterrupted; rerun the same command to resume from {last_path}")
             raise
