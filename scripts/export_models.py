@@ -19,10 +19,10 @@ from pathlib import Path
 
 from musicrep.config import PAPER_CONFIGS
 from musicrep.io import atomic_path
+from musicrep.report import COLUMNS
 
 CONFIGS = list(PAPER_CONFIGS)
-METRICS = ["genre_roc_auc", "genre_pr_auc", "tag_roc_auc", "tag_pr_auc",
-           "recall@100", "r_precision", "ndcg@100", "map@100"]
+METRICS = COLUMNS[1:]  # every metric column of the evaluation's tables
 
 HEADER = """# Pre-trained audio encoders (trained on GENERATED data)
 
