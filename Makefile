@@ -135,12 +135,15 @@ clean-demo-audio:
 # STUDY_DIR outside the work tree; the finished report is copied to reports/study.
 # STUDY_SMOKE=1: the same pipeline with a tiny corpus and budget (minutes), its own
 # directory, no copy to reports/study. Generated data: the models are useless for real music.
+# STUDY_READING: the hand-written reading of the finished study, put into results.md.
 STUDY_SMOKE ?=
 STUDY_DIR ?= $(if $(STUDY_SMOKE),runs/study_smoke,runs/study)
+STUDY_READING ?= reports/study_reading.md
+STUDY_PUBLISH = --publish reports/study $(if $(wildcard $(STUDY_READING)),--reading $(STUDY_READING))
 .PHONY: study study-report
 study: $(STAMP)
-	$(PY) scripts/study.py --study-dir $(STUDY_DIR) $(if $(STUDY_SMOKE),--smoke,--publish reports/study)
+	$(PY) scripts/study.py --study-dir $(STUDY_DIR) $(if $(STUDY_SMOKE),--smoke,$(STUDY_PUBLISH))
 
 # Rebuild the report (and its reports/study copy) from the finished runs of STUDY_DIR.
 study-report: $(STAMP)
-	$(PY) scripts/study.py --study-dir $(STUDY_DIR) --report-only $(if $(STUDY_SMOKE),,--publish reports/study)
+	$(PY) scripts/study.py --study-dir $(STUDY_DIR) --report-only $(if $(STUDY_SMOKE),,$(STUDY_PUBLISH))

@@ -115,6 +115,29 @@ def test_rerun_trains_nothing_and_report_only(finished, capsys):
     assert study.main(["--study-dir", str(finished.root), "--report-only"]) == 0
 
 
+def test_reading_goes_into_the_report(finished, tmp_path, capsys):
+    """The hand-written reading replaces the placeholder in results.md and results.json;
+    an empty or missing reading file is one line, exit 2, and the report is left as it was."""
+    reading = tmp_path / "reading.md"
+    reading.write_text("The baselines lead on genre; mood is within noise.\n", encoding="utf-8")
+    before = (finished.report / "results.md").read_text()
+    for bad, why in ((tmp_path / "absent.md", "cannot read"), (tmp_path / "empty.md", "empty")):
+        if why == "empty":
+            bad.write_text("  \n")
+        assert study.main(["--study-dir", str(finished.root), "--report-only", "--reading", str(bad)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(bad) in err[0] and why in err[0]
+        assert (finished.report / "results.md").read_text() == before
+    try:
+        assert study.main(["--study-dir", str(finished.root), "--report-only", "--reading", str(reading)]) == 0
+        md = (finished.report / "results.md").read_text()
+        assert "## Reading\n\nThe baselines lead on genre; mood is within noise.\n" in md
+        assert "READING: placeholder" not in md
+        assert json.loads((finished.report / "results.json").read_text())["reading"] == reading.read_text()
+    finally:  # the module's other tests expect the placeholder
+        study.write_report(finished, PLAN)
+
+
 def test_other_plan_is_refused(finished, capsys):
     with pytest.raises(study.StudyError, match="differs in"):
         study.check_plan(finished, replace(PLAN, seeds=[0, 1, 2]))

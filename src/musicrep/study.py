@@ -611,7 +611,8 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def format_report(plan: Plan, grid: dict, summary: list[dict], comparisons: list[dict],
-                  found: list[Finished], missing: list[str], data_info: dict, budget: dict) -> str:
+                  found: list[Finished], missing: list[str], data_info: dict, budget: dict,
+                  reading: str | None = None) -> str:
     from . import stats
 
     parts = ["# The study: paired comparisons over seeds and test items (generated corpus)\n",
@@ -676,7 +677,7 @@ def format_report(plan: Plan, grid: dict, summary: list[dict], comparisons: list
     parts.append(_table(["config", "seed", "lr", "epochs run", "best epoch", "stopped early",
                          "best val loss", "train s"], rows))
     parts.append("\n## Method\n\n" + stats.__doc__.split("\n\n", 1)[1].strip() + "\n")
-    parts.append("\n## Reading\n\n" + READING_PLACEHOLDER + "\n")
+    parts.append("\n## Reading\n\n" + (reading.strip() if reading else READING_PLACEHOLDER) + "\n")
     return "\n".join(parts)
 
 
@@ -724,8 +725,27 @@ def plot_errorbars(summary: list[dict], found: list[Finished], out: Path) -> lis
     return written
 
 
-def write_report(layout: Layout, plan: Plan, publish: Path | None = None) -> Path:
-    """Build report/ from the finished runs (and copy it to ``publish``); returns report/."""
+def read_reading(path: Path | None) -> str | None:
+    """The hand-written reading of the results (markdown), or None when no file is named."""
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise StudyError(f"{path}: cannot read the reading ({e.__class__.__name__}); expected a UTF-8 markdown file")
+    if not text.strip():
+        raise StudyError(f"{path}: the reading is empty; expected the markdown text for results.md's 'Reading'")
+    return text
+
+
+def write_report(layout: Layout, plan: Plan, publish: Path | None = None,
+                 reading: Path | None = None) -> Path:
+    """Build report/ from the finished runs (and copy it to ``publish``); returns report/.
+
+    ``reading``: a markdown file written by whoever reads the finished study; it becomes the
+    'Reading' section of results.md and results.json's "reading" (otherwise a placeholder).
+    """
+    text = read_reading(reading)  # before any work, so a bad path fails at once
     found, missing, grid = collect(layout, plan)
     if not any(f.model not in (RANDOM, POPULARITY) for f in found):
         raise StudyError(f"{layout.root}: no finished and evaluated training run to report on")
@@ -750,7 +770,7 @@ def write_report(layout: Layout, plan: Plan, publish: Path | None = None) -> Pat
         "splits": {s: (manifest.get("counts") or {}).get(f"{s}_tracks") for s in ("train", "val", "test")},
         "playlists": len(next(f.items[LAYERS[0]]["recall@100"] for f in found)),
     }
-    md = format_report(plan, grid, summary, comparisons, found, missing, data_info, budget)
+    md = format_report(plan, grid, summary, comparisons, found, missing, data_info, budget, text)
     out = layout.report
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "results.md") as tmp:
@@ -764,7 +784,7 @@ def write_report(layout: Layout, plan: Plan, publish: Path | None = None) -> Pat
         "dataset_manifest": manifest, "lr_grid": grid, "budget": budget, "layers": list(LAYERS),
         "reference": REFERENCE, "missing": missing, "rows": summary, "comparisons": comparisons,
         "runs": runs, "method": "see musicrep.stats (two-level bootstrap over test items and seeds)",
-        "reading": None,
+        "reading": text,
     })
     plot_errorbars(summary, found, out)
     log(f"== report in {out} ({len(found)} evaluated runs, {len(missing)} missing)")
@@ -787,6 +807,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true", help="rebuild report/ from finished runs")
     p.add_argument("--plan-only", action="store_true", help="print the plan and its estimate, then stop")
     p.add_argument("--publish", default=None, help="copy the finished report/ to this directory")
+    p.add_argument("--reading", default=None, help="markdown file with the reading of the results "
+                   "(becomes results.md's 'Reading'; the Makefile passes reports/study_reading.md)")
     p.add_argument("--device", default="auto", help="evaluation device (training: config 'auto')")
     p.add_argument("--quiet", action="store_true", help="no progress bars while embedding")
     a = p.parse_args(argv)
@@ -802,7 +824,8 @@ def main(argv: list[str] | None = None) -> int:
             plan = load_plan(layout)
         else:
             run_study(layout, plan, a.device, progress=not a.quiet)
-        write_report(layout, plan, Path(a.publish) if a.publish else None)
+        write_report(layout, plan, Path(a.publish) if a.publish else None,
+                     Path(a.reading) if a.reading else None)
     except KeyboardInterrupt:
         print(f"\ninterrupted; rerun the same command to resume ({layout.root})", file=sys.stderr)
         return 130
