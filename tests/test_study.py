@@ -160,3 +160,19 @@ def test_smoke_study_end_to_end(tmp_path):
     assert {r["model"] for r in result["rows"]} == set(study.STUDY_CONFIGS) | {study.RANDOM, study.POPULARITY}
     for name in ("results.md", "results.csv", "errorbars_z_d_genre.png"):
         assert (report / name).is_file()
+
+
+def test_late_gain_says_how_far_from_converged(tmp_path):
+    """Share of the validation improvement made in the last epochs: 0 for a flat tail,
+    large for a run the cap stopped while still improving, None when it cannot be said."""
+    def run(val):
+        p = tmp_path / f"m{len(list(tmp_path.iterdir()))}.csv"
+        p.write_text("epoch,val_loss\n" + "".join(f"{i},{v}\n" for i, v in enumerate(val, 1)))
+        return study.late_gain(p, last=2)
+
+    assert run([4.0, 2.0, 1.0, 1.0, 1.0]) == 0.0
+    assert run([4.0, 3.0, 2.5, 2.0, 1.0]) == pytest.approx(1.5 / 3.0)
+    assert run([4.0, 1.0, 1.2, 1.1, 1.3]) == 0.0  # early stopping: the best is before the tail
+    assert run([4.0, 3.0]) is None  # no epochs before the last ones
+    assert run([4.0, 5.0, 6.0, 7.0]) == 0.0  # never improved
+    assert run([4.0, float("nan"), 3.0, 2.0]) is None

@@ -504,6 +504,7 @@ def collect(layout: Layout, plan: Plan) -> tuple[list[Finished], list[str], dict
         if (folder / "config.json").is_file():
             info["training"] = json.loads((folder / "config.json").read_text()).get("training")
             info["train_s"] = _train_seconds(folder / "metrics.csv")
+            info["late_gain"] = late_gain(folder / "metrics.csv")
         found.append(Finished(model, seed, info.pop("rows"), read_items(folder / "eval.npz"), info))
 
     for config in plan.configs:
@@ -525,6 +526,25 @@ def _train_seconds(metrics_csv: Path) -> float | None:
             return float(sum(float(r["time_s"]) for r in csv.DictReader(f)))
     except (OSError, ValueError, KeyError):
         return None
+
+
+LATE_EPOCHS = 5
+
+
+def late_gain(metrics_csv: Path, last: int = LATE_EPOCHS) -> float | None:
+    """How far from converged a run was when it ended: the share of its whole validation
+    improvement (first epoch to best) that came in its last ``last`` epochs. Near 0: the
+    loss had flattened; large: the run was still improving when the cap stopped it."""
+    try:
+        with open(metrics_csv, newline="") as f:
+            val = [float(r["val_loss"]) for r in csv.DictReader(f)]
+    except (OSError, ValueError, KeyError):
+        return None
+    if len(val) <= last or not all(math.isfinite(v) for v in val):
+        return None
+    best, before = min(val), min(val[:-last])
+    total = val[0] - best
+    return (before - best) / total if total > 0 else 0.0
 
 
 def metric_columns() -> list[str]:
@@ -673,9 +693,13 @@ def format_report(plan: Plan, grid: dict, summary: list[dict], comparisons: list
                      str(t.get("epochs_run")), str(t.get("best_epoch")),
                      "yes" if t.get("stopped_early") else "no",
                      "" if t.get("best_val_loss") is None else f"{t['best_val_loss']:.4f}",
+                     "" if f.info.get("late_gain") is None else f"{100 * f.info['late_gain']:.0f}%",
                      "" if f.info.get("train_s") is None else f"{f.info['train_s']:.0f}"])
+    parts.append(f"'last {LATE_EPOCHS}': the share of the run's validation-loss improvement (first "
+                 f"epoch to best) made in its last {LATE_EPOCHS} epochs; near 0% the loss had "
+                 "flattened, a large share means the epoch cap stopped a run still improving.\n")
     parts.append(_table(["config", "seed", "lr", "epochs run", "best epoch", "stopped early",
-                         "best val loss", "train s"], rows))
+                         "best val loss", f"last {LATE_EPOCHS}", "train s"], rows))
     parts.append("\n## Method\n\n" + stats.__doc__.split("\n\n", 1)[1].strip() + "\n")
     parts.append("\n## Reading\n\n" + (reading.strip() if reading else READING_PLACEHOLDER) + "\n")
     return "\n".join(parts)
@@ -778,6 +802,7 @@ def write_report(layout: Layout, plan: Plan, publish: Path | None = None,
     write_csv(out / "results.csv", summary)
     runs = [{"model": f.model, "seed": f.seed, "lr": f.info.get("lr"), "training": f.info.get("training"),
              "train_s": f.info.get("train_s"), "eval_s": f.info.get("eval_s"),
+             "late_gain": f.info.get("late_gain"),
              "rows": f.rows} for f in found]
     write_json(out / "results.json", {
         "generated_corpus": True, "note": GENERATED_NOTE, "plan": asdict(plan), "data": data_info,
