@@ -79,3 +79,33 @@ def test_without_patience_all_epochs_run(dataset, tmp_path):
     assert main("single_train.py", args) == 0
     info = json.loads((tmp_path / "contrastive_MF" / "config.json").read_text())["training"]
     assert info["epochs_run"] == 3 and not info["stopped_early"] and info["patience"] is None
+
+
+def test_no_early_stop_before_min_epochs(dataset, tmp_path):
+    """A run whose loss stalls early is not stopped before `min_epochs`; after that,
+    `patience` decides as usual. Raising `min_epochs` over a stopped run resumes it."""
+    short = [CONFIG] + tiny(dataset, tmp_path, epochs=12, patience=1, learning_rate=1.0)
+    assert main("single_train.py", short) == 0
+    run = tmp_path / "contrastive_MF"
+    stopped_at = len(_rows(run))
+    assert stopped_at < 6  # patience 1 alone stops this run early (as the test above)
+
+    longer = [CONFIG] + tiny(dataset, tmp_path, epochs=12, patience=1, min_epochs=6, learning_rate=1.0)
+    assert main("single_train.py", longer) == 0
+    rows = _rows(run)
+    val = [float(r["val_loss"]) for r in rows]
+    info = json.loads((run / "config.json").read_text())["training"]
+    n = len(rows)
+    assert [int(r["epoch"]) for r in rows] == list(range(1, n + 1))  # resumed, not restarted
+    assert n == info["epochs_run"] >= 6 and info["min_epochs"] == 6
+    # it stops at the first epoch >= 6 that is `patience` past the best so far (or at the cap)
+    best_so_far = [1 + val.index(min(val[:e])) for e in range(1, n + 1)]
+    expect = next((e for e in range(6, 13) if e <= n and e - best_so_far[e - 1] >= 1), 12)
+    assert n == expect and info["stopped_early"] == (n < 12)
+
+
+def test_min_epochs_must_not_be_negative():
+    raw = {"experiment_name": "x", "train_dataset_file": "a", "validation_dataset_file": "b",
+           "objective": "contrastive", "encoder": "MF", "min_epochs": -1}
+    with pytest.raises(ConfigError, match="'min_epochs' must be >= 0"):
+        build_config(raw, check_files=False)

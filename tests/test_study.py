@@ -5,6 +5,7 @@ the report has intervals and paired comparisons, and a rerun trains nothing."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -176,3 +177,27 @@ def test_late_gain_says_how_far_from_converged(tmp_path):
     assert run([4.0, 3.0]) is None  # no epochs before the last ones
     assert run([4.0, 5.0, 6.0, 7.0]) == 0.0  # never improved
     assert run([4.0, float("nan"), 3.0, 2.0]) is None
+
+
+def test_a_run_stopped_before_min_epochs_is_not_finished(tmp_path):
+    """trained(): complete at the cap, or stopped early at or after min_epochs; evaluated():
+    eval.npz newer than last.pt, so a run trained further is evaluated again."""
+    plan = replace(PLAN, max_epochs=30, min_epochs=15)
+    run = tmp_path / "run"
+    run.mkdir()
+
+    def training(epochs_run, stopped):
+        (run / "config.json").write_text(json.dumps({"training": {"epochs_run": epochs_run, "stopped_early": stopped}}))
+        return study.trained(run, plan)
+
+    assert not study.trained(run, plan)  # no config.json yet
+    assert training(30, False) and training(18, True) and training(15, True)
+    assert not training(7, True) and not training(20, False)  # stopped on the plateau; interrupted
+
+    assert not study.evaluated(run)
+    (run / "last.pt").write_bytes(b"x")
+    (run / "eval.npz").write_bytes(b"x")
+    assert study.evaluated(run)
+    t = (run / "eval.npz").stat().st_mtime_ns
+    os.utime(run / "last.pt", ns=(t + 10**9, t + 10**9))  # trained again after the evaluation
+    assert not study.evaluated(run)

@@ -128,6 +128,10 @@ class TrainConfig:
     # early stopping: stop once the validation loss has not improved for this many epochs
     # (`epochs` is then the maximum); null trains all `epochs`
     patience: int | None = None
+    # no early stop before this epoch: a loss that sits on its starting plateau (NT-Xent at
+    # chance, MSE at the targets' variance) for the first epochs would otherwise end a run
+    # that has not started learning (as Lightning's min_epochs)
+    min_epochs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -318,7 +322,7 @@ def build_config(
     for key, v in positive.items():
         if not v > 0:
             raise ConfigError(f"config key '{key}' must be > 0, got {v}")
-    for key in ("weight_decay", "num_workers", "seed"):
+    for key in ("weight_decay", "num_workers", "seed", "min_epochs"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key '{key}' must be >= 0, got {getattr(cfg, key)}")
     if cfg.seed >= 2**32:  # seeds derived from it must fit torch's 64-bit generator seeds

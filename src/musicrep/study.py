@@ -94,6 +94,7 @@ class Plan:
     seeds: list[int]
     max_epochs: int
     patience: int
+    min_epochs: int  # no early stop before this epoch (the starting plateau: trainer.py)
     batch_size: int
     width: float
     bf16: str | bool
@@ -113,13 +114,15 @@ GRID_CONFIGS = {"baseline": "baseline_MF_gnr", "contrastive": "contrastive_MF_gn
 
 # The full study. 4000 songs with a 20% test split give 800 test tracks (the demo has
 # 185) and 2880 training tracks: 90 steps of 32 per epoch, ~10 s at width 0.25 in bf16,
-# so 28 runs to at most 30 epochs fit the ~2.5 h budget on the 2-core machine.
+# so 28 runs to at most 30 epochs fit the ~2.5 h budget on the 2-core machine. No run
+# stops before epoch 15: baseline_MF's MSE and contrastive_MF's NT-Xent can sit on their
+# starting plateau for 5-10 epochs, which patience 4 alone mistook for convergence.
 FULL = Plan(
     name="full", songs=4000, playlists=2000, melon_frames=1876, dataset_frames=1300,
     test_size=0.2, val_size=0.1, cf_factors=300, cf_epochs=50,
     configs=STUDY_CONFIGS, grid_configs=GRID_CONFIGS,
     lr_grid={"baseline": [3e-4, 1e-3, 3e-3], "contrastive": [3e-4, 1e-3, 3e-3]},
-    seeds=[0, 1, 2], max_epochs=30, patience=4, batch_size=32, width=0.25, bf16="auto",
+    seeds=[0, 1, 2], max_epochs=30, patience=4, min_epochs=15, batch_size=32, width=0.25, bf16="auto",
     n_boot=1000, probe_jobs=2,
 )
 # The same pipeline in a few minutes: tiny corpus (just over 100 test tracks, so the
@@ -129,7 +132,7 @@ SMOKE = Plan(
     test_size=0.2, val_size=0.1, cf_factors=32, cf_epochs=30,
     configs=STUDY_CONFIGS, grid_configs=GRID_CONFIGS,
     lr_grid={"baseline": [1e-3, 3e-3], "contrastive": [1e-3, 3e-3]},
-    seeds=[0, 1], max_epochs=2, patience=1, batch_size=32, width=0.125, bf16="auto",
+    seeds=[0, 1], max_epochs=2, patience=1, min_epochs=1, batch_size=32, width=0.125, bf16="auto",
     n_boot=200, max_steps_per_epoch=2, num_workers=0,
 )
 
@@ -256,7 +259,7 @@ def describe(plan: Plan) -> str:
         f"{e['test_tracks']} test tracks",
         f"  configs: {', '.join(plan.configs)}; seeds {plan.seeds}",
         f"  training: width {plan.width:g}, batch {plan.batch_size}, bf16 {plan.bf16}, at most "
-        f"{plan.max_epochs} epochs, early stopping patience {plan.patience} "
+        f"{plan.max_epochs} epochs, early stopping patience {plan.patience} from epoch {plan.min_epochs} "
         f"({e['steps_per_epoch']} steps per epoch)",
         f"  lr grid: {grid}",
         f"  {e['runs']} training runs, {e['evaluations']} evaluations (both layers: z_d, z); "
@@ -301,7 +304,8 @@ def train_run(layout: Layout, plan: Plan, config: str, lr: float, seed: int) -> 
         "train_dataset_file": str(layout.dataset / "train.h5"),
         "validation_dataset_file": str(layout.dataset / "val.h5"),
         "save_dir": str(out.parent), "experiment_name": out.name, "seed": seed,
-        "epochs": plan.max_epochs, "patience": plan.patience, "learning_rate": lr,
+        "epochs": plan.max_epochs, "patience": plan.patience, "min_epochs": plan.min_epochs,
+        "learning_rate": lr,
         "batch_size": plan.batch_size, "width": plan.width, "bf16": plan.bf16,
         "num_workers": plan.num_workers, "max_steps_per_epoch": plan.max_steps_per_epoch,
         "save_model_every": plan.max_epochs,
@@ -311,6 +315,23 @@ def train_run(layout: Layout, plan: Plan, config: str, lr: float, seed: int) -> 
     cfg = load_config(path, overrides, script=script_for(cfg))
     Trainer(cfg).fit()
     return json.loads((out / "config.json").read_text())["training"]
+
+
+def trained(run: Path, plan: Plan) -> bool:
+    """The run's training is complete under ``plan`` (a run that stopped early before
+    ``plan.min_epochs``, e.g. under an earlier rule, is not: it resumes from last.pt)."""
+    try:
+        t = json.loads((run / "config.json").read_text())["training"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    n = t.get("epochs_run") or 0
+    return n >= plan.max_epochs or (bool(t.get("stopped_early")) and n >= plan.min_epochs)
+
+
+def evaluated(run: Path) -> bool:
+    """eval.npz exists and is newer than the training state it evaluates."""
+    ev, last = run / "eval.npz", run / "last.pt"
+    return ev.is_file() and (not last.is_file() or ev.stat().st_mtime_ns >= last.stat().st_mtime_ns)
 
 
 def best_val(run: Path) -> float | None:
@@ -422,7 +443,7 @@ def run_study(layout: Layout, plan: Plan, device: str = "auto", progress: bool =
 
     def evaluate_run(config: str, lr: float, seed: int) -> None:
         run = layout.run(config, lr, seed)
-        if (run / "eval.npz").is_file():
+        if evaluated(run):
             return
         enc = load_audio_encoder(run / "audio_encoder_best.pt")
         log(f"== evaluate {config} {lr_name(lr)} seed{seed} (best-by-validation encoder)")
@@ -445,7 +466,8 @@ def run_study(layout: Layout, plan: Plan, device: str = "auto", progress: bool =
             lr = lrs[family_of(config)]
             if (config, lr, seed) in todo[:i - 1]:
                 continue  # the grid's winning run is this config's seed-0 run
-        if (layout.run(config, lr, seed) / "eval.npz").is_file():
+        run = layout.run(config, lr, seed)
+        if evaluated(run) and trained(run, plan):
             done += 1
             continue
         log(f"== [{i}/{len(todo)}] train {config} {lr_name(lr)} seed{seed}")
@@ -646,7 +668,8 @@ def format_report(plan: Plan, grid: dict, summary: list[dict], comparisons: list
         f"val {plan.val_size:g} of the rest); {data_info.get('playlists')} test playlists scored.\n"
         f"- Runs: {', '.join(plan.configs)}; seeds {plan.seeds}; width {plan.width:g} (the paper: 1.0), "
         f"batch {plan.batch_size}, bf16 {plan.bf16} (resolved: {budget.get('bf16')}), at most "
-        f"{plan.max_epochs} epochs with early stopping (patience {plan.patience}) on validation "
+        f"{plan.max_epochs} epochs with early stopping (patience {plan.patience}, not before epoch "
+        f"{plan.min_epochs}) on validation "
         f"loss; each run is evaluated with its best-by-validation encoder.\n"
         f"- Budget: plan '{plan.name}'; training {budget['train_h']:.2f} h and evaluation "
         f"{budget['eval_h']:.2f} h of measured time ({budget['runs']} training runs, "

@@ -22,7 +22,8 @@ start. When last.pt already holds `epochs` epochs (or stopped early) and the exp
 exists, the run is complete: fit() says so and returns without training.
 
 Early stopping. With `patience` set, training stops once the validation loss has not
-improved for `patience` epochs; `epochs` is then the maximum. best.pt (and its export
+improved for `patience` epochs, but never before epoch `min_epochs`; `epochs` is then the
+maximum. best.pt (and its export
 audio_encoder_best.pt) holds the best-by-validation model, audio_encoder.pt the last
 epoch's. metrics.csv has a `best_epoch` column; config.json a `training` entry (epochs
 run, best epoch, best validation loss, whether it stopped early).
@@ -383,7 +384,7 @@ class Trainer:
         )
         info["training"] = {
             "epochs_run": self.epochs_run, "max_epochs": self.cfg.epochs,
-            "patience": self.cfg.patience, "best_epoch": self.best_epoch,
+            "patience": self.cfg.patience, "min_epochs": self.cfg.min_epochs, "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
             "stopped_early": _stopped_early(self.cfg, self.epochs_run, self.best_epoch),
         }
@@ -427,7 +428,7 @@ class Trainer:
             why = f"stopped early at epoch {done}, best {best_epoch}" if stopped else f"{done}/{cfg.epochs} epochs"
             self.log(
                 f"{cfg.experiment_name}: already complete ({why}) in {out}; "
-                "nothing to do (raise 'epochs' or 'patience' to train further)"
+                "nothing to do (raise 'epochs', 'patience' or 'min_epochs' to train further)"
             )
             return FitResult(out, done, True, float(ckpt["best_val"]), {}, best_epoch, stopped)
 
@@ -532,8 +533,10 @@ class Trainer:
 
 
 def _stopped_early(cfg: TrainConfig, epochs_run: int, best_epoch: int) -> bool:
-    """True when `patience` epochs have passed since the best validation loss."""
-    return cfg.patience is not None and epochs_run < cfg.epochs and epochs_run - best_epoch >= cfg.patience
+    """True when `patience` epochs have passed since the best validation loss (and the run
+    is at least `min_epochs` long)."""
+    return (cfg.patience is not None and cfg.min_epochs <= epochs_run < cfg.epochs
+            and epochs_run - best_epoch >= cfg.patience)
 
 
 def _usable_cpus() -> int:
