@@ -56,8 +56,11 @@ def test_runs_grid_and_reuse(finished):
 
 def test_report_rows_and_comparisons(finished):
     out = finished.report
-    result = json.loads((out / "results.json").read_text())
+    text = (out / "results.json").read_text()
+    result = json.loads(text)
     assert result["generated_corpus"] is True and result["missing"] == []
+    # no machine paths in a report that gets committed
+    assert str(finished.root.resolve()) not in text and "STUDY_DIR/data/melon" in text
     rows = {(r["model"], r["layer"]): r for r in result["rows"]}
     models = ["baseline_MF", "contrastive_MF_gnr", study.RANDOM, study.POPULARITY]
     assert set(rows) == {(m, layer) for m in models for layer in study.LAYERS}

@@ -799,7 +799,11 @@ def write_report(layout: Layout, plan: Plan, publish: Path | None = None,
     summary, comparisons = compute_statistics(found, plan)
     manifest = {}
     if (layout.dataset / "manifest.json").is_file():
-        manifest = json.loads((layout.dataset / "manifest.json").read_text())
+        # the report is committed: paths inside the study directory say STUDY_DIR, not
+        # where this machine keeps it
+        raw = (layout.dataset / "manifest.json").read_text()
+        raw = raw.replace(json.dumps(str(layout.root.resolve()))[1:-1], "STUDY_DIR")
+        manifest = json.loads(raw)
     gen_path = layout.melon / "generated.json"
     trained = [f for f in found if f.info.get("training")]
     first_cfg = next((layout.run(f.model, f.info["lr"], f.seed) / "config.json" for f in trained), None)
