@@ -168,8 +168,11 @@ class InterruptGuard:
     ("Exception ignored in ..."), so a run could go on and finish after Ctrl-C. Inside
     `installed()`, SIGINT is also remembered and `check()` raises it again; inside
     `committing()` it is only remembered, so a rename sequence completes, and a Ctrl-C
-    that arrives then is ignored (the work is done). Outside the main thread, or when
-    SIGINT is not Python's default handler, nothing is installed.
+    that arrives then is ignored (the work is done). A library may also turn the
+    KeyboardInterrupt into an error of its own (h5py's type conversion, interrupted in
+    a logging callback, raises TypeError): any error that leaves `installed()` after
+    Ctrl-C is re-raised as the KeyboardInterrupt it came from. Outside the main thread,
+    or when SIGINT is not Python's default handler, nothing is installed.
     """
 
     def __init__(self) -> None:
@@ -204,6 +207,10 @@ class InterruptGuard:
         signal.signal(signal.SIGINT, self._handler)
         try:
             yield self
+        except Exception as e:
+            if self._hit.is_set() and self._raise:
+                raise KeyboardInterrupt from e  # the error is what Ctrl-C became
+            raise
         finally:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             sys.unraisablehook = self._default_unraisable

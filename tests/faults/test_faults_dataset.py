@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from musicrep.dataset_builder import DatasetArgs, DatasetError, create_dataset
-from musicrep.io import output_lock
+from musicrep.io import InterruptGuard, output_lock
 from musicrep.melon import mel_path
 
 from . import default_sigint
@@ -191,6 +191,29 @@ class TestRule3OneLineExit2:
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and "Melon directory not found" in err
         assert not (tmp_path / "o").exists()
+
+    def test_ctrl_c_that_a_library_turned_into_its_own_error_is_still_ctrl_c(self):
+        """h5py's type conversion, interrupted in a logging callback, raises TypeError from
+        the KeyboardInterrupt (seen once in the Ctrl-C test below): after Ctrl-C, the guard
+        re-raises any error as KeyboardInterrupt, so the run still exits 130. Without
+        Ctrl-C, errors pass through unchanged."""
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal run
+        try:
+            guard = InterruptGuard()
+            with pytest.raises(KeyboardInterrupt) as got:
+                with guard.installed():
+                    try:
+                        os.kill(os.getpid(), signal.SIGINT)  # the guard's handler raises here
+                        time.sleep(5)
+                    except KeyboardInterrupt:
+                        raise TypeError("Operation not defined for data type class") from None
+            assert isinstance(got.value.__cause__, TypeError)
+            with pytest.raises(TypeError):
+                with guard.installed():
+                    raise TypeError("a real error, no Ctrl-C")
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def test_ctrl_c_mid_run_is_one_line_exit_130_and_keeps_the_old_dataset(
             self, toy_melon, tiny_dataset, tmp_path):
