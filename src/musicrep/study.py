@@ -652,6 +652,18 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _task_tables(records: list[dict], layer: str, name: str, cell: Any) -> list[str]:
+    """One markdown table per task of the records (summary rows or comparisons) of a layer;
+    a task none of them has a value for is left out."""
+    out = []
+    for task, cols in TASK_COLUMNS.items():
+        rows = [[r[name], str(r["n_seeds"])] + [cell(r[c]) for c in cols]
+                for r in records if r["layer"] == layer and any(r[c] for c in cols)]
+        if rows:
+            out.append(f"\n{task}\n\n" + _table([name, "seeds", *cols], rows))
+    return out
+
+
 def format_report(plan: Plan, grid: dict, summary: list[dict], comparisons: list[dict],
                   found: list[Finished], missing: list[str], data_info: dict, budget: dict,
                   reading: str | None = None) -> str:
@@ -694,17 +706,9 @@ def format_report(plan: Plan, grid: dict, summary: list[dict], comparisons: list
     for layer in LAYERS:
         what = "128-d projection, the default" if layer == "z_d" else "CNN output before the projection"
         parts.append(f"\n## Results, layer {layer} ({what})\n")
-        for task, cols in TASK_COLUMNS.items():
-            rows = [[r["model"], str(r["n_seeds"])] + [_cell(r[c]) for c in cols]
-                    for r in summary if r["layer"] == layer and any(r[c] for c in cols)]
-            if rows:
-                parts.append(f"\n{task}\n\n" + _table(["model", "seeds", *cols], rows))
+        parts += _task_tables(summary, layer, "model", _cell)
         parts.append(f"\n### Paired differences, {REFERENCE} minus row (layer {layer})\n")
-        for task, cols in TASK_COLUMNS.items():
-            rows = [[c["versus"], str(c["n_seeds"])] + [_diff_cell(c[k]) for k in cols]
-                    for c in comparisons if c["layer"] == layer and any(c[k] for k in cols)]
-            if rows:
-                parts.append(f"\n{task}\n\n" + _table(["versus", "seeds", *cols], rows))
+        parts += _task_tables(comparisons, layer, "versus", _diff_cell)
 
     parts.append("\n## Runs\n")
     rows = []
