@@ -59,7 +59,7 @@ $(DEMO_DATA)/dataset/embedding_matrix_128.npy: $(DEMO_DATA)/dataset/manifest.jso
 
 $(DEMO_RUNS)/%/audio_encoder.pt: $(DEMO_DATA)/dataset/embedding_matrix_128.npy
 	@echo "== $*: $(DEMO_EPOCHS) epochs at width $(DEMO_WIDTH), lr $(DEMO_LR) (the paper: 400 epochs at width 1.0, lr 1e-4; reduced so the demo runs on a CPU)"
-	script=$$($(PY) -m musicrep.config script configs/$*.json) && $(PY) $$script configs/$*.json --set $(DEMO_SET)
+	script=$$($(PY) -m musicrep.training.config script configs/$*.json) && $(PY) $$script configs/$*.json --set $(DEMO_SET)
 
 $(DEMO_REPORT)/results.json: $(foreach c,$(CONFIGS),$(DEMO_RUNS)/$(c)/audio_encoder.pt)
 	$(PY) evaluate.py --dataset $(DEMO_DATA)/dataset --models $^ --out $(DEMO_REPORT) --seed 0
@@ -113,7 +113,7 @@ $(AUDIO_DATA)/dataset/embedding_matrix_128.npy: $(AUDIO_DATA)/dataset/manifest.j
 
 $(AUDIO_RUNS)/%/audio_encoder.pt: $(AUDIO_DATA)/dataset/embedding_matrix_128.npy
 	@echo "== audio demo $*: $(AUDIO_EPOCHS) epochs at width $(AUDIO_WIDTH) (generated audio; the paper: 400 epochs at width 1.0)"
-	script=$$($(PY) -m musicrep.config script configs/$*.json) && $(PY) $$script configs/$*.json --set $(AUDIO_SET)
+	script=$$($(PY) -m musicrep.training.config script configs/$*.json) && $(PY) $$script configs/$*.json --set $(AUDIO_SET)
 
 $(AUDIO_REPORT)/results.json: $(foreach c,$(AUDIO_CONFIGS),$(AUDIO_RUNS)/$(c)/audio_encoder.pt)
 	$(PY) evaluate.py --dataset $(AUDIO_DATA)/dataset --models $^ --out $(AUDIO_REPORT) --seed 0

@@ -6,7 +6,7 @@ Usage and options: src/musicrep/cli_encode.py (also installed as `musicrep-encod
 
 import sys
 
-from musicrep.cli_encode import main
+from musicrep.cli.encode import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ Each model (a checkpoint file, an exported or published `audio_encoder.pt`, or a
 directory) embeds the train, val and test tracks of the dataset (mean over
 non-overlapping 256-frame chunks); then genre classification and tagging (linear
 probes, ROC-AUC / PR-AUC) and cold-start playlist continuation (Recall@100,
-R-precision, NDCG@100, MAP@100; two protocols, see musicrep.evaluation) are run.
+R-precision, NDCG@100, MAP@100; two protocols, see musicrep.evaluation.core) are run.
 --embeddings scores precomputed embeddings instead (an .npz with `ids` and
 `embeddings`, as `encode.py --hdf5` writes; several files of one set joined by
 commas; every track of the three splits needs a row). On a generated corpus whose
@@ -20,7 +20,7 @@ the first model's architecture (seeded) and a popularity ranking. A model's name
 its run folder (the checkpoint's parent) unless --names is given.
 
 Writes results.md, results.csv, results.json (with --per-item also items.npz, the
-per-item data behind each row: see musicrep.evaluation), bars_*.png, embedding_maps.png and,
+per-item data behind each row: see musicrep.evaluation.core), bars_*.png, embedding_maps.png and,
 when the runs' metrics.csv files are found, loss_curves.png to --out (default
 reports/); prints the Markdown table. Exit status 2 for bad input (missing dataset
 file, a checkpoint that is not an audio encoder, an embedding file that is pickled,
@@ -106,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    from musicrep.embed import resolve_device
-    from musicrep.evaluation import K, load_eval_data, run_evaluation, write_items
-    from musicrep.report import (
+    from musicrep.inference.embed import resolve_device
+    from musicrep.evaluation.core import K, load_eval_data, run_evaluation, write_items
+    from musicrep.evaluation.report import (
         find_metrics_csv,
         format_markdown,
         plot_embedding_maps,

@@ -6,7 +6,7 @@ Usage and options: src/musicrep/cli_explore.py (also installed as `musicrep-expl
 
 import sys
 
-from musicrep.cli_explore import main
+from musicrep.cli.explore import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,12 +2,12 @@
 
     python train.py CONFIG.json [--set key=value ...]
 
-See musicrep.cli for options and exit codes, musicrep.config for the config keys.
+See musicrep.cli.train for options and exit codes, musicrep.training.config for the config keys.
 """
 
 import sys
 
-from musicrep.cli import main
+from musicrep.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main("train.py"))

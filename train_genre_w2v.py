@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from musicrep.genre_w2v import train_from_dataset
-from musicrep.tags import TAG_MATRIX
+from musicrep.data.genre_w2v import train_from_dataset
+from musicrep.data.tags import TAG_MATRIX
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 def child(melon: str, out: str, frames: int, workers: int) -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from musicrep.dataset_builder import DatasetArgs, create_dataset
+    from musicrep.data.builder import DatasetArgs, create_dataset
 
     t = time.perf_counter()
     m = create_dataset(DatasetArgs(melon, out, frames=frames, workers=workers, cf_factors=300,
@@ -45,7 +45,7 @@ def main() -> None:
     if a.child:
         child(a.child[0], a.child[1], a.dataset_frames, a.workers)
         return
-    from musicrep.toy import make_toy_melon
+    from musicrep.toy.melon import make_toy_melon
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from musicrep.config import PAPER_CONFIGS
+from musicrep.training.config import PAPER_CONFIGS
 
 CONFIGS = list(PAPER_CONFIGS)
 

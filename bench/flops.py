@@ -19,8 +19,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from musicrep.audio import N_MELS
-from musicrep.config import CROP_FRAMES
-from musicrep.models import AudioEncoder
+from musicrep.training.config import CROP_FRAMES
+from musicrep.model.encoders import AudioEncoder
 
 
 def cnn_flops(width: float, train: bool = False, batch: int = 4) -> float:

@@ -188,8 +188,8 @@ def write_audio(out: Path, n: int, seconds: float) -> list[Path]:
 
 def encoding(tmp: Path, sz: dict, device: str) -> dict:
     from musicrep.audio import SAMPLE_RATE, file_frames
-    from musicrep.embed import embed_files, embed_stream
-    from musicrep.models import AudioEncoder
+    from musicrep.inference.embed import embed_files, embed_stream
+    from musicrep.model.encoders import AudioEncoder
 
     adir = tmp / "audio"
     adir.mkdir()
@@ -224,9 +224,9 @@ def encoding(tmp: Path, sz: dict, device: str) -> dict:
 
 DDP_WORKER = """
 import json, sys, torch, torch.distributed as dist
-from musicrep.config import load_config, parse_overrides
-from musicrep.losses import gather_with_grad, nt_xent
-from musicrep.trainer import Trainer, init_distributed
+from musicrep.training.config import load_config, parse_overrides
+from musicrep.model.losses import gather_with_grad, nt_xent
+from musicrep.training.trainer import Trainer, init_distributed
 cfg = load_config(sys.argv[1], parse_overrides(sys.argv[3:]), script="train.py")
 ctx = init_distributed(cfg.device)
 if not dist.is_initialized():  # torchrun with one process: a 1-rank group, so the gather runs

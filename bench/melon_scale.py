@@ -75,8 +75,8 @@ def disk_needed(songs: int) -> int:
 def generate(out: Path, scale: float, seed: int) -> dict:
     """A Melon-layout corpus at ``scale``; every random choice from ``seed``."""
     from musicrep.audio import N_MELS
-    from musicrep.melon import mel_path
-    from musicrep.toy import GENERATED_MARKER
+    from musicrep.data.melon import mel_path
+    from musicrep.toy.melon import GENERATED_MARKER
 
     n = sizes(scale)
     rng = np.random.default_rng(seed)
@@ -196,7 +196,7 @@ def run_stage(stage: str, work: Path, args: argparse.Namespace) -> dict:
         return generate(melon, scale, seed)
     if stage == "create_dataset":
         # Time the metadata part and the CF fit from inside, without changing the pipeline.
-        import musicrep.dataset_builder as dsm
+        import musicrep.data.builder as dsm
 
         marks: dict = {}
         t0 = time.perf_counter()

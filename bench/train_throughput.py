@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from musicrep.genres import LABEL_WIDTH
-from musicrep.h5io import SplitWriter
+from musicrep.data.genres import LABEL_WIDTH
+from musicrep.data.h5io import SplitWriter
 from musicrep.audio import N_MELS
 
 N_GENRES = 30
@@ -112,10 +112,10 @@ def rss_probe(train_file: str, batch_size: int, workers: int) -> None:
     import torch
     from torch.utils.data import DataLoader
 
-    from musicrep.config import build_config
-    from musicrep.track_dataset import TrackDataset
-    from musicrep.h5io import read_split_info
-    from musicrep.views import make_views
+    from musicrep.training.config import build_config
+    from musicrep.training.dataset import TrackDataset
+    from musicrep.data.h5io import read_split_info
+    from musicrep.views.base import make_views
 
     before = _status_mb("self", "VmRSS")
     cfg = build_config(
@@ -159,8 +159,8 @@ def rss_probe(train_file: str, batch_size: int, workers: int) -> None:
 def make_trainer(ds_dir: Path, args: argparse.Namespace, width: float, batch: int, bf16: bool,
                  workers: int = 0):
     """A set-up Trainer over the bench dataset (same seed, so same initial weights)."""
-    from musicrep.config import build_config
-    from musicrep.trainer import Trainer
+    from musicrep.training.config import build_config
+    from musicrep.training.trainer import Trainer
 
     cfg = build_config(
         {

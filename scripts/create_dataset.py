@@ -19,8 +19,8 @@ import sys
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit (CF) is slower with BLAS threads
 
-from musicrep.dataset_builder import DatasetArgs, DatasetError, create_dataset
-from musicrep.melon import MelonFormatError
+from musicrep.data.builder import DatasetArgs, DatasetError, create_dataset
+from musicrep.data.melon import MelonFormatError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one BLAS thread per worker process
 
-from musicrep.importer import MIN_FRAMES, SEGMENTS, CollectionError, cpu_workers, import_collection
+from musicrep.data.importer import MIN_FRAMES, SEGMENTS, CollectionError, cpu_workers, import_collection
 
 
 def main(argv: list[str] | None = None) -> int:

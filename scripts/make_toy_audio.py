@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Render a generated music collection: audio files + tracks.csv + playlists.csv (see musicrep.toy_audio).
+"""Render a generated music collection: audio files + tracks.csv + playlists.csv (see musicrep.toy.audio).
 
     python scripts/make_toy_audio.py --out data/toy_audio/collection [--tracks 500]
         [--playlists N] [--seconds 30] [--n-major 6] [--seed 0] [--workers N] [--force]
@@ -19,8 +19,8 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from musicrep.importer import cpu_workers
-from musicrep.toy_audio import make_toy_audio
+from musicrep.data.importer import cpu_workers
+from musicrep.toy.audio import make_toy_audio
 
 
 def main(argv: list[str] | None = None) -> int:

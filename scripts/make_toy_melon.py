@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write a generated corpus in the Melon Playlist Dataset layout (see musicrep.toy).
+"""Write a generated corpus in the Melon Playlist Dataset layout (see musicrep.toy.melon).
 
     python scripts/make_toy_melon.py --out data/toy_melon [--songs 2000] [--playlists 1000]
         [--frames 1876] [--n-major 8] [--seed 0] [--defects] [--force]
@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from musicrep.toy import make_toy_melon
+from musicrep.toy.melon import make_toy_melon
 
 
 def main(argv: list[str] | None = None) -> int:

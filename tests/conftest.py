@@ -13,9 +13,9 @@ import pytest
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from musicrep.dataset_builder import DatasetArgs, create_dataset
-from musicrep.genre_w2v import train_from_dataset
-from musicrep.toy import make_toy_melon
+from musicrep.data.builder import DatasetArgs, create_dataset
+from musicrep.data.genre_w2v import train_from_dataset
+from musicrep.toy.melon import make_toy_melon
 
 REPO = Path(__file__).resolve().parents[1]
 

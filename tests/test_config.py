@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from musicrep.cli import main
-from musicrep.config import (
+from musicrep.cli.train import main
+from musicrep.training.config import (
     PAPER_CONFIGS,
     SCRIPTS,
     ConfigError,
@@ -126,7 +126,7 @@ def test_cuda_without_cuda(files):
 
 def test_auto_device(files):
     cfg = build_config(base(files, device="auto"), script="single_train.py")
-    from musicrep.config import resolve_device
+    from musicrep.training.config import resolve_device
 
     assert resolve_device(cfg.device) == ("cuda" if torch.cuda.is_available() else "cpu")
 

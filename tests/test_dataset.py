@@ -12,12 +12,12 @@ import h5py
 import numpy as np
 import pytest
 
-from musicrep import dataset_builder as dataset_mod
-from musicrep.cf import train_cf
-from musicrep.dataset_builder import DatasetArgs, DatasetError, create_dataset
-from musicrep.genres import multi_hot
-from musicrep.h5io import read_cf_known
-from musicrep.melon import (
+from musicrep.data import builder as dataset_mod
+from musicrep.data.cf import train_cf
+from musicrep.data.builder import DatasetArgs, DatasetError, create_dataset
+from musicrep.data.genres import multi_hot
+from musicrep.data.h5io import read_cf_known
+from musicrep.data.melon import (
     MelonFormatError,
     Playlist,
     TrackSkip,
@@ -25,7 +25,7 @@ from musicrep.melon import (
     read_playlists,
     read_song_meta,
 )
-from musicrep.splits import stratified_split
+from musicrep.data.splits import stratified_split
 
 from .conftest import REPO
 
@@ -150,7 +150,7 @@ def test_cf_runs_on_cpu_and_zeroes_tracks_without_interactions(toy_melon):
     # zero, which is what datasets made before the cf_known flag hold (h5io.py).
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-    from musicrep.cf import interaction_matrix
+    from musicrep.data.cf import interaction_matrix
 
     matrix, _ = interaction_matrix(playlists, ids)
     model = BayesianPersonalizedRanking(factors=8, iterations=5, random_state=0, num_threads=1)
@@ -411,7 +411,7 @@ def test_genre_word2vec_groups_detail_genres_by_major(tiny_dataset):
 
 def test_manifest_names_its_source_and_whether_it_was_generated(make_melon, tmp_path):
     root, _ = make_melon()
-    marker = {"generator": "musicrep.toy.make_toy_melon", "seed": 1, "songs": 80}
+    marker = {"generator": "musicrep.toy.melon.make_toy_melon", "seed": 1, "songs": 80}
     (root / "generated.json").write_text(json.dumps(marker))
     m = create_dataset(DatasetArgs(str(root), str(tmp_path / "gen"), **FAST))
     assert m["source"] == {"generated": True, "generator": marker, "melon_dir": str(root)}

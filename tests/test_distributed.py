@@ -26,9 +26,9 @@ WORKER = textwrap.dedent(
     """
     import json, sys
     import torch, torch.distributed as dist
-    from musicrep.config import load_config, parse_overrides
-    from musicrep.losses import gather_with_grad, nt_xent
-    from musicrep.trainer import Trainer, init_distributed
+    from musicrep.training.config import load_config, parse_overrides
+    from musicrep.model.losses import gather_with_grad, nt_xent
+    from musicrep.training.trainer import Trainer, init_distributed
 
     cfg_path, out = sys.argv[1], sys.argv[2]
     cfg = load_config(cfg_path, parse_overrides(sys.argv[3:]), script="train.py")
@@ -50,7 +50,7 @@ WORKER = textwrap.dedent(
     grad_ok = torch.allclose(grad / world, ref_w.grad, atol=1e-6)
 
     # 1b. the same with tracks without a CF vector: the objective gathers the flags too
-    from musicrep.objectives import ContrastiveObjective
+    from musicrep.training.objectives import ContrastiveObjective
     xa, xb = torch.randn(3 * world, 8, generator=g), torch.randn(3 * world, 8, generator=g)
     known = torch.arange(3 * world) % 4 != 1
     ref_w = w.clone().requires_grad_()

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from musicrep.checkpoint import load_checkpoint
-from musicrep.cli import main
-from musicrep.config import ConfigError, build_config
+from musicrep.training.checkpoint import load_checkpoint
+from musicrep.cli.train import main
+from musicrep.training.config import ConfigError, build_config
 
 from .synth import write_synthetic_dataset
 from .test_trainer import tiny

@@ -15,8 +15,8 @@ import soundfile as sf
 import torch
 
 from musicrep.audio import file_mel, mel_to_frames
-from musicrep.embed import track_chunks
-from musicrep.models import AudioEncoder
+from musicrep.inference.embed import track_chunks
+from musicrep.model.encoders import AudioEncoder
 
 from .synth import write_synthetic_dataset
 
@@ -147,7 +147,7 @@ def test_hdf5_split(encoder_file, tmp_path) -> None:
 
 
 def test_resolve_checkpoint_and_file_discovery(tmp_path) -> None:
-    from musicrep.embed import find_audio_files, resolve_checkpoint
+    from musicrep.inference.embed import find_audio_files, resolve_checkpoint
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

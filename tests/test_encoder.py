@@ -12,9 +12,9 @@ import torch
 
 from musicrep import load_encoder
 from musicrep.audio import file_mel, mel_to_frames
-from musicrep.embed import CHUNK_FRAMES, CHUNK_SECONDS, embed_stream
-from musicrep.encoder import GeneratedDataWarning, _warned
-from musicrep.models import AudioEncoder
+from musicrep.inference.embed import CHUNK_FRAMES, CHUNK_SECONDS, embed_stream
+from musicrep.inference.encoder import GeneratedDataWarning, _warned
+from musicrep.model.encoders import AudioEncoder
 
 from .conftest import REPO
 from .readme_blocks import readme_block

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from musicrep.evaluation import (
+from musicrep.evaluation.core import (
     ROW_KEYS,
     continuation_metrics,
     continuation_queries,
@@ -20,9 +20,9 @@ from musicrep.evaluation import (
     model_names,
     popularity_metrics,
 )
-from musicrep.metrics import macro_roc_pr_auc
-from musicrep.models import AudioEncoder
-from musicrep.report import find_metrics_csv
+from musicrep.evaluation.metrics import macro_roc_pr_auc
+from musicrep.model.encoders import AudioEncoder
+from musicrep.evaluation.report import find_metrics_csv
 
 from .synth import write_synthetic_dataset
 
@@ -203,7 +203,7 @@ def test_evaluate_rejects_non_encoder(eval_dataset, tmp_path, capsys) -> None:
 
 def test_probe_finds_planted_genre_signal(eval_dataset) -> None:
     """Embeddings that carry the major genre give a near-perfect probe; noise does not."""
-    from musicrep.evaluation import evaluate_embeddings
+    from musicrep.evaluation.core import evaluate_embeddings
 
     data = load_eval_data(eval_dataset)
     rng = np.random.default_rng(0)
@@ -227,7 +227,7 @@ def test_probe_finds_planted_genre_signal(eval_dataset) -> None:
 def test_vote_protocol_by_hand() -> None:
     """Each known track retrieves its top-2 test tracks; candidates ranked by votes,
     ties by mean similarity (hand-checked on unit vectors in the plane)."""
-    from musicrep.evaluation import _vote_rankings, continuation_vote_metrics
+    from musicrep.evaluation.core import _vote_rankings, continuation_vote_metrics
 
     ang = np.deg2rad
     vec = lambda a: np.array([np.cos(ang(a)), np.sin(ang(a))], dtype=np.float32)  # noqa: E731
@@ -237,7 +237,7 @@ def test_vote_protocol_by_hand() -> None:
     # playlist {k0, k1, k2}: votes row1=2, row2=2, row0=1, row3=1. Ties: row2's mean cos
     # (cos 5 + cos 20)/2 = 0.968 beats row1's (cos 5 + cos 35)/2 = 0.908; row0 cos 5 = 0.996
     # beats row3 cos 20 = 0.940.
-    from musicrep.metrics import top_k
+    from musicrep.evaluation.metrics import top_k
 
     sims = (known / np.linalg.norm(known, axis=1, keepdims=True)) @ test.T
     idx = top_k(sims, 2)
@@ -341,7 +341,7 @@ def test_mood_column_from_generated_truth(toy_melon, tiny_dataset, tmp_path, cap
 
 
 def test_generated_flag_from_manifest_source(eval_dataset) -> None:
-    from musicrep.evaluation import dataset_is_generated
+    from musicrep.evaluation.core import dataset_is_generated
 
     assert dataset_is_generated(eval_dataset, {"source": {"generated": True}})
     assert not dataset_is_generated(eval_dataset, {"source": {"generated": False,

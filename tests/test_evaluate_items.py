@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from musicrep.evaluation import load_eval_data, read_items, run_evaluation
-from musicrep.models import AudioEncoder
-from musicrep.stats import metric_replicates
+from musicrep.evaluation.core import load_eval_data, read_items, run_evaluation
+from musicrep.model.encoders import AudioEncoder
+from musicrep.study.stats import metric_replicates
 
 from .test_evaluate import make_eval_dataset
 

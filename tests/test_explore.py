@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicrep.explore import nearest_neighbours
+from musicrep.evaluation.explore import nearest_neighbours
 
 from .cdp import Browser, find_or_install_chromium
 from .conftest import REPO

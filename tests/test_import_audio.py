@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 
 from musicrep.audio import MELON_SEGMENT, SAMPLE_RATE, file_mel, load_audio, mel_spectrogram_db
-from musicrep.importer import CollectionError, import_collection, read_collection
-from musicrep.melon import mel_path, read_genre_names, read_playlists, read_song_meta
+from musicrep.data.importer import CollectionError, import_collection, read_collection
+from musicrep.data.melon import mel_path, read_genre_names, read_playlists, read_song_meta
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "import_audio.py"

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from musicrep.cli import main
-from musicrep.dataset_builder import DatasetArgs, create_dataset
-from musicrep.evaluation import load_eval_data, run_evaluation
-from musicrep.genre_w2v import train_from_dataset
-from musicrep.toy import make_toy_melon
+from musicrep.cli.train import main
+from musicrep.data.builder import DatasetArgs, create_dataset
+from musicrep.evaluation.core import load_eval_data, run_evaluation
+from musicrep.data.genre_w2v import train_from_dataset
+from musicrep.toy.melon import make_toy_melon
 
 
 def _train(dataset: Path, save_dir: Path, *overrides: str) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from musicrep.losses import gather_with_grad, nt_xent, nt_xent_direct
+from musicrep.model.losses import gather_with_grad, nt_xent, nt_xent_direct
 
 
 def test_matches_direct_formula_at_paper_temperature():
@@ -78,7 +78,7 @@ def test_gather_is_identity_without_process_group():
 def test_loss_math_is_float32_under_bf16_autocast():
     """Under autocast the similarity matmul would run in bfloat16 even on float32
     inputs; nt_xent, MSE and BCE must give the float32 result instead."""
-    from musicrep.objectives import BaselineObjective
+    from musicrep.training.objectives import BaselineObjective
 
     g = torch.Generator().manual_seed(5)
     a, b = torch.randn(16, 128, generator=g), torch.randn(16, 128, generator=g)
@@ -162,7 +162,7 @@ def _views_and_batch(seed: int, n: int = 12):
 
 
 def test_contrastive_objective_keeps_tracks_without_cf_out_of_cf_terms_only():
-    from musicrep.objectives import ContrastiveObjective
+    from musicrep.training.objectives import ContrastiveObjective
 
     obj = ContrastiveObjective([("audio", "genre"), ("audio", "cf"), ("cf", "genre")])
     assert "cf_known" in obj.fields  # the dataset reads the flag
@@ -195,7 +195,7 @@ def test_contrastive_objective_keeps_tracks_without_cf_out_of_cf_terms_only():
 
 
 def test_baseline_objective_has_no_mse_term_for_tracks_without_cf():
-    from musicrep.objectives import BaselineObjective
+    from musicrep.training.objectives import BaselineObjective
 
     obj = BaselineObjective(["cf", "genre"])
     assert "cf_known" in obj.fields

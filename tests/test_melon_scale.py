@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicrep.melon import load_mel, read_genre_names, read_playlists, read_song_meta
+from musicrep.data.melon import load_mel, read_genre_names, read_playlists, read_song_meta
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = runpy.run_path(str(REPO / "bench" / "melon_scale.py"))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from musicrep.metrics import (
+from musicrep.evaluation.metrics import (
     average_precision_at_k,
     hit_matrix,
     iter_top_k,

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from musicrep.models import (
+from musicrep.model.encoders import (
     AudioEncoder,
     CFEncoder,
     GenreEncoder,
     count_parameters,
     crop_to_input,
 )
-from musicrep.checkpoint import load_audio_encoder
+from musicrep.training.checkpoint import load_audio_encoder
 
 # Keys, shapes and dtypes of the authors' published audio_encoder.pt state dicts
 # (a copy of shared/reference/original_audio_encoder_state_dict.tsv).
@@ -178,9 +178,9 @@ def test_attention_dropout_is_active_in_training_only():
 
 
 def test_checkpoint_with_the_old_genre_layout_fails_in_one_line(tmp_path):
-    from musicrep.checkpoint import restore
-    from musicrep.config import ConfigError
-    from musicrep.models import MultiModalModel
+    from musicrep.training.checkpoint import restore
+    from musicrep.training.config import ConfigError
+    from musicrep.model.encoders import MultiModalModel
 
     emb = np.zeros((13, 128), dtype=np.float32)
     model = MultiModalModel({"genre": GenreEncoder(emb)}, {}, {})

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicrep.config import PAPER_CONFIGS
-from musicrep.checkpoint import load_audio_encoder
-from musicrep.models import AudioEncoder
+from musicrep.training.config import PAPER_CONFIGS
+from musicrep.training.checkpoint import load_audio_encoder
+from musicrep.model.encoders import AudioEncoder
 
 from .conftest import REPO
 

@@ -1,4 +1,4 @@
-"""musicrep.stats: the weighted metrics equal the metric of the resampled test set, the
+"""musicrep.study.stats: the weighted metrics equal the metric of the resampled test set, the
 interval covers the truth about 95% of the time, and the paired test tells identical
 from clearly different models."""
 
@@ -9,8 +9,8 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, r2_score, roc_auc_score
 
-from musicrep import stats
-from musicrep.metrics import macro_roc_pr_auc
+from musicrep.study import stats
+from musicrep.evaluation.metrics import macro_roc_pr_auc
 
 
 def _resample(w_row: np.ndarray) -> np.ndarray:

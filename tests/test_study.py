@@ -1,4 +1,4 @@
-"""The study pipeline (musicrep.study) end to end on a very small plan: the lr grid picks
+"""The study pipeline (musicrep.study.core) end to end on a very small plan: the lr grid picks
 per family and its winner is reused, every run and reference is evaluated on both layers,
 the report has intervals and paired comparisons, and a rerun trains nothing."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from musicrep import study
+from musicrep.study import core as study
 
 # Two configs (the reference and one baseline), two seeds, a two-lr grid for the
 # contrastive family, one step per epoch: the whole pipeline in about a minute.

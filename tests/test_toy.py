@@ -1,4 +1,4 @@
-"""Tests of the generated Melon-layout corpus (musicrep.toy and its CLI).
+"""Tests of the generated Melon-layout corpus (musicrep.toy.melon and its CLI).
 
 Small corpora (a few hundred songs, 300 frames) keep the whole file to a few seconds.
 """
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from musicrep.audio import N_MELS
-from musicrep.toy import BAD_BANDS, DEFECT_KINDS, make_toy_melon, mel_path
+from musicrep.toy.melon import BAD_BANDS, DEFECT_KINDS, make_toy_melon, mel_path
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"songs": 120, "playlists": 60, "frames": 300}

@@ -14,9 +14,9 @@ import soundfile as sf
 from scipy.stats import spearmanr
 
 from musicrep.audio import file_mel
-from musicrep.dataset_builder import DatasetArgs, create_dataset
-from musicrep.importer import import_collection, read_collection, read_table
-from musicrep.toy_audio import GENERATOR, make_toy_audio
+from musicrep.data.builder import DatasetArgs, create_dataset
+from musicrep.data.importer import import_collection, read_collection, read_table
+from musicrep.toy.audio import GENERATOR, make_toy_audio
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,14 +13,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from musicrep.checkpoint import load_checkpoint
-from musicrep.cli import main
-from musicrep.config import PAPER_CONFIGS, build_config
-from musicrep.track_dataset import TrackDataset
-from musicrep.h5io import read_split_info
-from musicrep.checkpoint import load_audio_encoder
-from musicrep.models import AudioEncoder
-from musicrep.views import genre_tokens, make_views
+from musicrep.training.checkpoint import load_checkpoint
+from musicrep.cli.train import main
+from musicrep.training.config import PAPER_CONFIGS, build_config
+from musicrep.training.dataset import TrackDataset
+from musicrep.data.h5io import read_split_info
+from musicrep.training.checkpoint import load_audio_encoder
+from musicrep.model.encoders import AudioEncoder
+from musicrep.views.base import genre_tokens, make_views
 
 from .synth import write_synthetic_dataset
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from musicrep.checkpoint import load_checkpoint, save_atomic
-from musicrep.cli import main
-from musicrep.config import PAPER_CONFIGS, load_config
-from musicrep.melon import Playlist
-from musicrep.tags import TAG_MATRIX, TAGS_FILE, read_playlist_tags, write_playlist_tags
+from musicrep.training.checkpoint import load_checkpoint, save_atomic
+from musicrep.cli.train import main
+from musicrep.training.config import PAPER_CONFIGS, load_config
+from musicrep.data.melon import Playlist
+from musicrep.data.tags import TAG_MATRIX, TAGS_FILE, read_playlist_tags, write_playlist_tags
 
 from .synth import write_synthetic_dataset
 from .test_trainer import tiny, train_straight_and_resumed
@@ -82,7 +82,7 @@ def test_config_script_query_for_every_shipped_config():
     expected = dict(PAPER_CONFIGS) | TAG_CONFIGS
     for name, script in expected.items():
         r = subprocess.run(
-            [sys.executable, "-m", "musicrep.config", "script", str(ROOT / "configs" / f"{name}.json")],
+            [sys.executable, "-m", "musicrep.training.config", "script", str(ROOT / "configs" / f"{name}.json")],
             capture_output=True, text=True, check=False,
         )
         assert r.returncode == 0 and r.stdout.strip() == script, (name, r.stderr)
@@ -180,7 +180,7 @@ def test_config_json_provenance(synth, tmp_path):
                     "train_tracks": 24, "val_tracks": 8, "epochs": 1, "width": 0.125}
 
     ds = write_synthetic_dataset(tmp_path / "gen", n_train=16, n_val=8, n_test=2, frames=280)
-    generator = {"generator": "musicrep.toy.make_toy_melon", "seed": 3, "songs": 40}
+    generator = {"generator": "musicrep.toy.melon.make_toy_melon", "seed": 3, "songs": 40}
     source = {"generated": True, "generator": generator, "melon_dir": "somewhere"}
     (ds / "manifest.json").write_text(json.dumps({"source": source}))
     assert main("baseline_train.py", [cfg] + tiny(ds, tmp_path / "b", max_steps_per_epoch=1)) == 0

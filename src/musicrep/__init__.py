@@ -15,7 +15,7 @@ __all__ = ["Encoder", "load_encoder"]
 def __getattr__(name: str) -> Any:
     # Lazy, so `import musicrep` (and the CLIs' argument parsing) does not import torch.
     if name in __all__:
-        from . import encoder
+        from .inference import encoder
 
         return getattr(encoder, name)
     raise AttributeError(f"module 'musicrep' has no attribute {name!r}")

@@ -22,8 +22,8 @@ import os
 import numpy as np
 import torch
 
-from .embed import CHUNK_SECONDS
-from .encoder import Encoder, load_encoder
+from .inference.embed import CHUNK_SECONDS
+from .inference.encoder import Encoder, load_encoder
 
 __all__ = ["HearModel", "get_scene_embeddings", "get_timestamp_embeddings", "load_model"]
 

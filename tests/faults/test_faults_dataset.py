@@ -22,9 +22,9 @@ import h5py
 import numpy as np
 import pytest
 
-from musicrep.dataset_builder import DatasetArgs, DatasetError, create_dataset
+from musicrep.data.builder import DatasetArgs, DatasetError, create_dataset
 from musicrep.io import InterruptGuard, output_lock
-from musicrep.melon import mel_path
+from musicrep.data.melon import mel_path
 
 from . import default_sigint
 

@@ -18,8 +18,8 @@ import soundfile as sf
 import torch
 
 from musicrep.audio import AudioError, file_mel
-from musicrep.embed import embed_files
-from musicrep.models import AudioEncoder
+from musicrep.inference.embed import embed_files
+from musicrep.model.encoders import AudioEncoder
 
 from . import default_sigint
 
@@ -178,7 +178,7 @@ class TestRule4MessagesNameTheCause:
 
 class TestRule5BoundedMemory:
     def test_peak_memory_does_not_grow_with_duration(self, model_dir, tmp_path):
-        from musicrep.checkpoint import load_audio_encoder
+        from musicrep.training.checkpoint import load_audio_encoder
 
         enc = load_audio_encoder(model_dir / "audio_encoder.pt")
         peaks = {}

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import torch
 
-from musicrep.checkpoint import FORMAT
-from musicrep.cli import main
-from musicrep.config import ConfigError, load_config, parse_overrides
+from musicrep.training.checkpoint import FORMAT
+from musicrep.cli.train import main
+from musicrep.training.config import ConfigError, load_config, parse_overrides
 from musicrep.io import output_lock
-from musicrep.trainer import DistContext, Trainer
+from musicrep.training.trainer import DistContext, Trainer
 
 from ..synth import write_synthetic_dataset
 from ..test_trainer import tiny

@@ -1,0 +1,86 @@
+"""Genre word2vec: the initial embedding table of the genre encoder.
+
+Sentences are the genre baskets of the training tracks (each track's major and detail
+codes, in label order). We use track baskets rather than playlists' genre sets because
+the genre encoder is the *metadata* view of a track: building it from playlists would
+leak co-occurrence (the CF view) into it and blur the two modalities the method keeps
+apart. Only training tracks are used, so validation and test labels stay unseen.
+
+Output `embedding_matrix_128.npy`: (n_genres + 1, dim) float32, row 0 zeros (padding),
+row i + 1 = the vector of genre index i of the dataset's vocabulary (genres.json).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+from gensim.models import Word2Vec
+
+from .h5io import read_labels
+from ..io import write_npy
+
+
+def _stable_hash(text: str) -> int:
+    # gensim seeds each word vector with hash(word + seed); Python's str hash changes
+    # between processes, so the same seed would not give the same vectors.
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def genre_sentences(labels: np.ndarray) -> list[list[str]]:
+    """(N, 100) -1-padded label rows -> one sentence of genre indices (as words) per track."""
+    return [[str(int(i)) for i in row[row >= 0]] for row in labels]
+
+
+def train_genre_embeddings(
+    labels: np.ndarray, n_genres: int, dim: int = 128, seed: int = 0, epochs: int = 100
+) -> np.ndarray:
+    """Word2vec over the label rows; returns the (n_genres + 1, dim) matrix, row 0 zeros.
+
+    Genres that never occur in `labels` keep zero rows. Deterministic for a seed (one
+    worker thread and a stable hash).
+    """
+    return train_token_embeddings(genre_sentences(labels), n_genres, dim, seed, epochs, "genre label")
+
+
+def train_token_embeddings(
+    sentences: list[list[str]], n_tokens: int, dim: int = 128, seed: int = 0, epochs: int = 100, what: str = "token"
+) -> np.ndarray:
+    """Word2vec over sentences of vocabulary indices (as words), one per track; returns
+    the (n_tokens + 1, dim) matrix, row 0 zeros (padding), row i + 1 = index i. Used for
+    the genre and the tags view alike."""
+    sentences = [s for s in sentences if s]
+    if not sentences:
+        raise ValueError(f"no training track has a {what}: cannot train word2vec")
+    window = max(len(s) for s in sentences)
+    model = Word2Vec(
+        sentences, vector_size=dim, window=window, min_count=1, seed=seed, workers=1,
+        epochs=epochs, hashfxn=_stable_hash,
+    )
+    matrix = np.zeros((n_tokens + 1, dim), dtype=np.float32)
+    for word in model.wv.index_to_key:
+        matrix[int(word) + 1] = model.wv[word]
+    return matrix
+
+
+def train_from_dataset(dataset_dir: Path, dim: int = 128, seed: int = 0, epochs: int = 100) -> Path:
+    """Train on `train.h5` of a dataset directory and save the matrix next to it."""
+    dataset_dir = Path(dataset_dir)
+    genres_file, train_file = dataset_dir / "genres.json", dataset_dir / "train.h5"
+    for f in (genres_file, train_file):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f}: not found (run scripts/create_dataset.py first)")
+    n_genres = len(json.loads(genres_file.read_text())["codes"])
+    _, labels = read_labels(train_file)
+    if labels.max(initial=-1) >= n_genres:
+        raise ValueError(f"{train_file}: label index {labels.max()} is outside the "
+                         f"{n_genres}-genre vocabulary of {genres_file}")
+    matrix = train_genre_embeddings(labels, n_genres, dim, seed, epochs)
+    out = dataset_dir / f"embedding_matrix_{dim}.npy"
+    write_npy(out, matrix)
+    from .tags import train_tag_embeddings_from_dataset  # the tags view's sibling matrix
+
+    train_tag_embeddings_from_dataset(dataset_dir, dim, seed, epochs)
+    return out

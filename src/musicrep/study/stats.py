@@ -1,0 +1,277 @@
+"""Intervals and paired comparisons for the study: pure functions on per-item results.
+
+What is resampled. A model's score on a metric depends on two random things: the test
+items it is scored on (tracks for genre, tagging and mood; playlists for continuation)
+and the training seed. The interval of a model's mean over seeds accounts for both with
+a two-level (hierarchical) bootstrap. Replicate b
+
+  1. draws test items with replacement: one multinomial weight vector over the test
+     tracks and one over the scored playlists (``bootstrap_weights``), shared by every
+     model, seed and layer, so that replicate b scores all of them on the same items;
+  2. draws S seeds with replacement from the model's S seeds (``seed_draws``);
+  3. recomputes the metric of each drawn seed's run on the weighted items (a weight of
+     c counts an item c times: exactly the metric of the resampled test set) and
+     averages them.
+
+The 95% interval is the 2.5 and 97.5 percentiles of the B replicates. ``mean`` and
+``std`` are the mean and the standard deviation (ddof 1) of the seeds' full-test
+values. With 3 seeds the seed level has few distinct draws, so the interval reflects
+the seed spread only roughly; a model whose seeds disagree gets a wider interval.
+
+Paired comparison of models A and B (``paired_difference``): per replicate, the same
+item weights and the same seed draw over their common seeds give the difference of
+seed means, D_b = mean_j [A_{s_j}(w_b) - B_{s_j}(w_b)]. Pairing removes the shared
+item difficulty, so the interval of D is narrower than one from two separate intervals.
+The interval is the percentile interval of D_b; the two-sided p-value is that of the
+percentile bootstrap test of "no difference",
+p = min(1, 2 * min(1 + #{D_b <= 0}, 1 + #{D_b >= 0}) / (B + 1)),
+so identical models get p = 1 and the smallest p possible is 2 / (B + 1).
+
+Metrics are recomputed from the arrays ``evaluation.evaluate_embeddings(items=...)``
+writes: macro ROC-AUC and average precision over the labels that have a positive and a
+negative among the test tracks (a replicate that loses all positives of a rare label
+keeps that label's full-test value), ridge-probe R^2 and Spearman of the mood,
+and the mean of per-playlist continuation metrics. With weights all 1 every function
+returns what ``musicrep.evaluation.metrics`` / ``evaluation`` report for the full test set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..evaluation.report import TASK_COLUMNS
+
+__all__ = [
+    "CONFIDENCE",
+    "auc_replicates",
+    "bootstrap_weights",
+    "mean_replicates",
+    "metric_replicates",
+    "paired_difference",
+    "r2_replicates",
+    "seed_draws",
+    "spearman_replicates",
+    "summarize",
+]
+
+CONFIDENCE = 0.95
+#: tasks scored per test track (the rest, continuation, per playlist)
+TRACK_TASKS = ("genre", "tagging", "mood")
+_ITEM_KEYS = {"genre": "genre", "tagging": "tag"}  # task -> prefix of its items arrays
+
+
+def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n) float64 counts: how often each of n items is drawn in each replicate."""
+    if n == 0:
+        return np.zeros((n_boot, 0))
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+
+
+def seed_draws(n_seeds: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n_seeds) indices of the seeds drawn with replacement in each replicate."""
+    return rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+
+
+def _binary_auc_ap(score: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ROC-AUC and average precision of one label under weights w (B, n); NaN where the
+    weighted sample lacks a positive or a negative.
+
+    Distinct items with tied scores share one threshold (as sklearn). The c copies of
+    one item that a replicate draws are ranked one after the other instead: lumping
+    them would give every copy of a positive the precision after all c, which biases
+    bootstrap AP upwards. With weights of one both agree with sklearn.
+    """
+    from scipy.special import digamma
+
+    order = np.argsort(-score, kind="stable")  # descending score
+    s, pos = score[order], y[order].astype(np.float64)
+    ws = w[:, order]
+    last = np.r_[s[1:] != s[:-1], True]  # last position of each group of tied scores
+    single = np.diff(np.r_[-1, np.nonzero(last)[0]]) == 1  # groups of one distinct item
+    tp = np.cumsum(ws * pos, axis=1)[:, last]  # (B, G) weight of positives above each threshold
+    fp = np.cumsum(ws * (1.0 - pos), axis=1)[:, last]
+    n_pos, n_neg = tp[:, -1], fp[:, -1]
+    dtp = np.diff(tp, axis=1, prepend=0.0)
+    dfp = np.diff(fp, axis=1, prepend=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # ROC: a negative counts the positives above it, and half of those tied with it.
+        roc = (dfp * (tp - dtp / 2)).sum(axis=1) / (n_pos * n_neg)
+        # groups of several distinct items: every positive at the precision after the group
+        multi = ~single
+        tpm, fpm = tp[:, multi], fp[:, multi]
+        lumped = (dtp[:, multi] * np.where(tpm + fpm > 0, tpm / np.maximum(tpm + fpm, 1e-300), 0.0)).sum(axis=1)
+        # one positive item drawn c times after a positives among b items: sum_i (a+i)/(b+i)
+        one = single & (pos[last] > 0)
+        c = dtp[:, one]
+        a = tp[:, one] - c
+        b = a + fp[:, one]
+        spread = (c - (b - a) * (digamma(b + c + 1) - digamma(b + 1))).sum(axis=1)
+        ap = (lumped + spread) / n_pos
+    bad = (n_pos <= 0) | (n_neg <= 0)
+    roc[bad], ap[bad] = np.nan, np.nan
+    return roc, ap
+
+
+def auc_replicates(scores: np.ndarray, labels: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Macro ROC-AUC and macro average precision per replicate.
+
+    Args:
+        scores: (n, C) probe scores of the test tracks.
+        labels: (n, C) binary truth.
+        w: (B, n) item weights (``bootstrap_weights``; a row of ones is the full test set).
+    Returns (roc (B,), pr (B,)): the mean over the labels that have a positive and a
+    negative in the full test set (as ``metrics.macro_roc_pr_auc``; NaN when none has).
+    A replicate in which such a label lacks a positive or a negative keeps that label's
+    full-test value: the macro average stays over one label set (dropping rare labels,
+    which score low, would bias the replicates upwards).
+    """
+    scores, labels, w = np.asarray(scores, np.float64), np.asarray(labels) > 0, np.atleast_2d(w)
+    cols = [j for j in range(scores.shape[1]) if labels[:, j].any() and not labels[:, j].all()]
+    if not cols:
+        return np.full(w.shape[0], np.nan), np.full(w.shape[0], np.nan)
+    ones = np.ones((1, scores.shape[0]))
+    roc = np.empty((w.shape[0], len(cols)))
+    pr = np.empty_like(roc)
+    for i, j in enumerate(cols):
+        roc[:, i], pr[:, i] = _binary_auc_ap(scores[:, j], labels[:, j], w)
+        full_roc, full_pr = _binary_auc_ap(scores[:, j], labels[:, j], ones)
+        lost = ~np.isfinite(roc[:, i])
+        roc[lost, i], pr[lost, i] = full_roc[0], full_pr[0]
+    return roc.mean(axis=1), pr.mean(axis=1)
+
+
+def mean_replicates(values: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(B,) weighted means of per-item values (n,) under weights (B, n)."""
+    w = np.atleast_2d(w)
+    return w @ np.asarray(values, np.float64) / w.sum(axis=1)
+
+
+def r2_replicates(pred: np.ndarray, true: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(B,) coefficient of determination of ``pred`` for ``true`` on each weighted sample."""
+    w = np.atleast_2d(w)
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    total = w.sum(axis=1, keepdims=True)
+    mean = (w * true).sum(axis=1, keepdims=True) / total
+    ss_tot = (w * (true - mean) ** 2).sum(axis=1)
+    ss_res = (w * (true - pred) ** 2).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.nan)
+
+
+def _weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(B, n) mid-ranks each item would have in the resample that w describes
+    (an item drawn c times occupies c tied places)."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    starts = np.r_[0, np.nonzero(xs[1:] != xs[:-1])[0] + 1]
+    group = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, xs.size]))
+    gsum = np.add.reduceat(w[:, order], starts, axis=1)  # (B, G) weight of each tie group
+    before = np.cumsum(gsum, axis=1) - gsum
+    ranks = np.empty_like(w)
+    ranks[:, order] = before[:, group] + (gsum[:, group] + 1.0) / 2.0
+    return ranks
+
+
+def spearman_replicates(pred: np.ndarray, true: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(B,) Spearman correlation on each weighted sample (Pearson of the mid-ranks)."""
+    w = np.atleast_2d(w)
+    rx = _weighted_ranks(np.asarray(pred, np.float64), w)
+    ry = _weighted_ranks(np.asarray(true, np.float64), w)
+    total = w.sum(axis=1, keepdims=True)
+    dx = rx - (w * rx).sum(axis=1, keepdims=True) / total
+    dy = ry - (w * ry).sum(axis=1, keepdims=True) / total
+    cov = (w * dx * dy).sum(axis=1)
+    var = (w * dx * dx).sum(axis=1) * (w * dy * dy).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var > 0, cov / np.sqrt(var), np.nan)
+
+
+def metric_replicates(
+    items: dict[str, np.ndarray], w_tracks: np.ndarray, w_playlists: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Every metric column that ``items`` supports, per replicate.
+
+    Args:
+        items: one run's per-item arrays (``evaluate_embeddings(items=...)``).
+        w_tracks: (B, n_test) weights over test tracks.
+        w_playlists: (B, n_playlists) weights over the scored playlists.
+    Returns {column of ``report.TASK_COLUMNS``: (B,)}; columns whose arrays are absent
+    (a skipped task, the popularity row's probes) are left out.
+    """
+    out: dict[str, np.ndarray] = {}
+    for task, prefix in _ITEM_KEYS.items():
+        if f"{prefix}_scores" in items:
+            roc, pr = auc_replicates(items[f"{prefix}_scores"], items[f"{prefix}_labels"], w_tracks)
+            out[TASK_COLUMNS[task][0]], out[TASK_COLUMNS[task][1]] = roc, pr
+    if "mood_pred" in items:
+        r2_col, rho_col = TASK_COLUMNS["mood"]
+        out[r2_col] = r2_replicates(items["mood_pred"], items["mood_true"], w_tracks)
+        out[rho_col] = spearman_replicates(items["mood_pred"], items["mood_true"], w_tracks)
+    for task in ("continuation", "continuation_vote"):
+        for col in TASK_COLUMNS[task]:
+            if col in items:
+                out[col] = mean_replicates(items[col], w_playlists)
+    return out
+
+
+def _percentiles(x: np.ndarray) -> tuple[float | None, float | None]:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return None, None
+    tail = 100 * (1 - CONFIDENCE) / 2
+    lo, hi = np.percentile(x, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def _seed_mean(reps: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """(B,) mean over each replicate's drawn seeds; reps (S, B), draws (B, S)."""
+    b = np.arange(reps.shape[1])[:, None]
+    return reps[draws, b].mean(axis=1)
+
+
+def summarize(point: Sequence[float], reps: np.ndarray, draws: np.ndarray) -> dict[str, float | int | None]:
+    """Mean, std and 95% interval of a model's metric over its seeds.
+
+    Args:
+        point: (S,) the metric of each seed's run on the full test set.
+        reps: (S, B) the same on each bootstrap replicate of the test items.
+        draws: (B, S) seed draws (``seed_draws(S, B, rng)``).
+    Returns {"n_seeds", "mean", "std" (None for one seed), "ci_low", "ci_high"}.
+    """
+    point = np.asarray(point, np.float64)
+    ok = np.isfinite(point)
+    if not ok.any():
+        return {"n_seeds": 0, "mean": None, "std": None, "ci_low": None, "ci_high": None}
+    lo, hi = _percentiles(_seed_mean(np.asarray(reps, np.float64), draws))
+    return {
+        "n_seeds": int(point.size),
+        "mean": float(point.mean()),
+        "std": float(point.std(ddof=1)) if point.size > 1 else None,
+        "ci_low": lo,
+        "ci_high": hi,
+    }
+
+
+def paired_difference(
+    point_a: Sequence[float], reps_a: np.ndarray, point_b: Sequence[float], reps_b: np.ndarray,
+    draws: np.ndarray,
+) -> dict[str, float | None]:
+    """Difference A - B of seed means, paired over the same items and seeds.
+
+    Args:
+        point_a, point_b: (S,) full-test values of the common seeds, in the same order.
+        reps_a, reps_b: (S, B) their replicates on the same item weights.
+        draws: (B, S) seed draws.
+    Returns {"diff", "ci_low", "ci_high", "p_value"} (None when a side has no value).
+    """
+    d_point = np.asarray(point_a, np.float64) - np.asarray(point_b, np.float64)
+    if d_point.size == 0 or not np.isfinite(d_point).all():
+        return {"diff": None, "ci_low": None, "ci_high": None, "p_value": None}
+    d = _seed_mean(np.asarray(reps_a, np.float64) - np.asarray(reps_b, np.float64), draws)
+    d = d[np.isfinite(d)]
+    lo, hi = _percentiles(d)
+    n = d.size
+    p = min(1.0, 2.0 * min(1 + int((d <= 0).sum()), 1 + int((d >= 0).sum())) / (n + 1))
+    return {"diff": float(d_point.mean()), "ci_low": lo, "ci_high": hi, "p_value": p}
