@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    from musicrep.inference.embed import resolve_device
+    from musicrep.precision import resolve_device
     from musicrep.evaluation.core import K, load_eval_data, run_evaluation, write_items
     from musicrep.evaluation.report import (
         find_metrics_csv,

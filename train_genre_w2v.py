@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from musicrep.data.genre_w2v import train_from_dataset
-from musicrep.data.tags import TAG_MATRIX
+from musicrep.layout import tag_w2v_name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {out}")
-    tags = Path(a.dataset_dir) / TAG_MATRIX.replace("128", str(a.dim))
+    tags = Path(a.dataset_dir) / tag_w2v_name(a.dim)
     if tags.is_file():
         print(f"wrote {tags}")
     return 0

@@ -19,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from musicrep.audio import N_MELS
-from musicrep.training.config import CROP_FRAMES
+from musicrep.audio import CROP_FRAMES
 from musicrep.model.encoders import AudioEncoder
 
 

@@ -152,7 +152,6 @@ def training(ds: Path, sz: dict, device: str, dry: bool) -> dict:
         row["loader_share_of_step"] = {
             w: max(0.0, 1 - f / row["model_alone"]) for w, f in row["full_step"].items()}
         out["by_precision"][tag] = row
-        del tr, fixed
     flops = cnn_flops(sz["width"], train=True)
     out["cnn_train_gflop_per_sample"] = flops / 1e9
     if device == "cuda":

@@ -76,7 +76,7 @@ def generate(out: Path, scale: float, seed: int) -> dict:
     """A Melon-layout corpus at ``scale``; every random choice from ``seed``."""
     from musicrep.audio import N_MELS
     from musicrep.data.melon import mel_path
-    from musicrep.toy.melon import GENERATED_MARKER
+    from musicrep.layout import GENERATED_MARKER
 
     n = sizes(scale)
     rng = np.random.default_rng(seed)

@@ -16,7 +16,8 @@ from musicrep.training.checkpoint import load_checkpoint, save_atomic
 from musicrep.cli.train import main
 from musicrep.training.config import PAPER_CONFIGS, load_config
 from musicrep.data.melon import Playlist
-from musicrep.data.tags import TAG_MATRIX, TAGS_FILE, read_playlist_tags, write_playlist_tags
+from musicrep.data.tags import read_playlist_tags, write_playlist_tags
+from musicrep.layout import PLAYLIST_TAGS as TAGS_FILE, TAG_W2V as TAG_MATRIX
 
 from .synth import write_synthetic_dataset
 from .test_trainer import tiny, train_straight_and_resumed

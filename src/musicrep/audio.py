@@ -62,6 +62,11 @@ SAMPLE_RATE = 16000
 FRAME_SIZE = 512
 HOP_SIZE = 256
 N_MELS = 48
+CROP_FRAMES = 256  # frames per training crop and per embedding chunk: the CNN sees (48, 256)
+# How a (frames, 48) crop becomes the CNN's (48, frames) input: "transpose" (correct) or
+# "reference" (the original code's plain reshape, which interleaves time and frequency;
+# its published checkpoints need it).
+INPUT_LAYOUTS = ("transpose", "reference")
 POWER_FLOOR = 1e-10
 DB_FLOOR = float(20.0 * np.log10(POWER_FLOOR))  # -200 dB
 MELON_SEGMENT: tuple[float, float] = (20.0, 30.0)  # (offset s, duration s): 20-50 s

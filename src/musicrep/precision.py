@@ -34,3 +34,14 @@ def use_bf16(setting: bool | str, device: torch.device | str) -> bool:
     if isinstance(setting, bool):
         return setting
     raise ValueError(f"bf16 must be \"auto\", true or false, got {setting!r}")
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """``None`` or "auto": the GPU when there is one, else the CPU; otherwise as named
+    ("cpu", "cuda", "cuda:N"). A CUDA device where CUDA is not available is a ValueError."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return dev

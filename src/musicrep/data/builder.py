@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from .cf import train_cf
-from ..training.config import CROP_FRAMES
+from ..audio import CROP_FRAMES
 from .genres import build_vocab, label_row, multi_hot
 from .h5io import SplitWriter
 from ..io import (
@@ -77,25 +77,18 @@ from .melon import (
     read_song_meta,
 )
 from .splits import stratified_split
-from .tags import TAG_MATRIX, TAGS_FILE, write_playlist_tags
+from .tags import write_playlist_tags
+from .. import layout as L
+from ..layout import DERIVED_FILES, GENERATED_MARKER, OUTPUT_FILES, SPLITS
 
 N_TOP_TAGS = 50
 TAG_VOCABULARY_SPLITS = "train+val"  # track_tags.json: the splits its top tags are counted on
-SPLITS = ("train", "val", "test")
-OUTPUT_FILES = (
-    "train.h5", "val.h5", "test.h5", "genres.json", "splits.json", "cf_playlists.npy",
-    "cf_playlist_ids.npy", "continuation.json", "track_tags.json", "popularity.json",
-    "skipped.json", "embedding_matrix_128.npy", "manifest.json",
-)
-OUTPUT_FILES += (TAGS_FILE, TAG_MATRIX)  # the playlist-tags view's files (tags.py)
 # Files later steps derive from a dataset inside its directory (train_genre_w2v.py
 # --dim N); a rebuild replaces them along with the dataset.
-DERIVED_FILES = ("embedding_matrix_*.npy",)
 DTYPES = ("float32", "float16")
 CF_ALGORITHMS = ("bpr", "als")
 MIN_FRAMES = CROP_FRAMES  # a track must hold at least one training crop
 MIN_TRACKS = 10
-GENERATED_MARKER = "generated.json"  # written by the corpus generators (COMMON contract)
 _INTERRUPT = InterruptGuard()
 
 
@@ -174,7 +167,7 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
         return
     if not out.is_dir():
         raise DatasetError(f"{out}: exists and is not a directory")
-    if (out / "manifest.json").exists() and not overwrite:
+    if (out / L.MANIFEST).exists() and not overwrite:
         raise DatasetError(f"{out}: already holds a finished dataset (manifest.json); "
                            "pass --overwrite to rebuild it")
     # The new dataset replaces the whole directory: never take a user's files with it.
@@ -281,7 +274,7 @@ def _write_split(
     """Stream one split's mels into `<name>.h5`; returns the ids written. cf (N, D) and
     cf_known (N,) are row-aligned with ids (None for the test split)."""
     manifest = {"split": name, "version": __version__, **asdict(args)}
-    writer = SplitWriter(out / f"{name}.h5", len(ids), args.frames,
+    writer = SplitWriter(out / L.split_file(name), len(ids), args.frames,
                          None if cf is None else cf.shape[1], args.dtype, manifest)
     written = []
 
@@ -291,7 +284,7 @@ def _write_split(
         except TrackSkip as e:
             return e
 
-    bar = tqdm(total=len(ids), desc=f"{name}.h5", unit="track", file=sys.stderr)
+    bar = tqdm(total=len(ids), desc=L.split_file(name), unit="track", file=sys.stderr)
     try:
         for start in range(0, len(ids), args.batch_size):
             _INTERRUPT.check()
@@ -408,17 +401,17 @@ def _build(args: DatasetArgs, out: Path) -> dict:
 
     split_of = {int(t): name for name in SPLITS for t in written[name]}
     continuation, tags_json, pop_json = _playlist_side_files(playlists, split_of)
-    write_json(out / "genres.json", vocab.to_json())
-    write_json(out / "splits.json", {k: v.tolist() for k, v in written.items()}, indent=None)
-    write_npy(out / "cf_playlists.npy", cf.playlist_vectors)
-    write_npy(out / "cf_playlist_ids.npy", cf.playlist_ids)
-    write_json(out / "continuation.json", {"playlists": continuation}, indent=None)
-    write_json(out / "track_tags.json", tags_json, indent=None)
-    write_json(out / "popularity.json", pop_json, indent=None)
+    write_json(out / L.GENRES, vocab.to_json())
+    write_json(out / L.SPLITS_FILE, {k: v.tolist() for k, v in written.items()}, indent=None)
+    write_npy(out / L.CF_PLAYLISTS, cf.playlist_vectors)
+    write_npy(out / L.CF_PLAYLIST_IDS, cf.playlist_ids)
+    write_json(out / L.CONTINUATION, {"playlists": continuation}, indent=None)
+    write_json(out / L.TRACK_TAGS, tags_json, indent=None)
+    write_json(out / L.POPULARITY, pop_json, indent=None)
     write_playlist_tags(out, playlists, split_of)  # what the tags view reads
 
     reasons = Counter(s["reason"] for s in skipped)
-    write_json(out / "skipped.json", {
+    write_json(out / L.SKIPPED, {
         "count": len(skipped),
         "by_reason": dict(sorted(reasons.items())),
         "unknown_genre_codes": dict(sorted(unknown_codes.items())),
@@ -458,7 +451,7 @@ def _build(args: DatasetArgs, out: Path) -> dict:
         "frames": args.frames,
         "cf_dim": int(cf.track_vectors.shape[1]),
     }
-    write_json(out / "manifest.json", manifest)
+    write_json(out / L.MANIFEST, manifest)
     return manifest
 
 

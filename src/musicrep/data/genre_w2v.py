@@ -20,6 +20,7 @@ import numpy as np
 from gensim.models import Word2Vec
 
 from .h5io import read_labels
+from ..layout import GENRES, genre_w2v_name, split_file
 from ..io import write_npy
 
 
@@ -68,7 +69,7 @@ def train_token_embeddings(
 def train_from_dataset(dataset_dir: Path, dim: int = 128, seed: int = 0, epochs: int = 100) -> Path:
     """Train on `train.h5` of a dataset directory and save the matrix next to it."""
     dataset_dir = Path(dataset_dir)
-    genres_file, train_file = dataset_dir / "genres.json", dataset_dir / "train.h5"
+    genres_file, train_file = dataset_dir / GENRES, dataset_dir / split_file("train")
     for f in (genres_file, train_file):
         if not f.is_file():
             raise FileNotFoundError(f"{f}: not found (run scripts/create_dataset.py first)")
@@ -78,7 +79,7 @@ def train_from_dataset(dataset_dir: Path, dim: int = 128, seed: int = 0, epochs:
         raise ValueError(f"{train_file}: label index {labels.max()} is outside the "
                          f"{n_genres}-genre vocabulary of {genres_file}")
     matrix = train_genre_embeddings(labels, n_genres, dim, seed, epochs)
-    out = dataset_dir / f"embedding_matrix_{dim}.npy"
+    out = dataset_dir / genre_w2v_name(dim)
     write_npy(out, matrix)
     from .tags import train_tag_embeddings_from_dataset  # the tags view's sibling matrix
 

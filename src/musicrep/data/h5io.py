@@ -33,7 +33,6 @@ import numpy as np
 from .genres import LABEL_WIDTH
 from ..audio import N_MELS
 
-SPLITS = ("train", "val", "test")
 LABEL_BLOCK = 8192  # rows of `label` handled at a time (bounds memory on the full split)
 CF_KNOWN = "cf_known"
 

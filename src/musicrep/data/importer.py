@@ -60,6 +60,7 @@ from ..audio import (
 from ..io import clean_stale_temp, write_json, write_npy
 from ..audio import N_MELS
 from .melon import mel_path
+from ..layout import GENERATED_MARKER, TRUTH_FILE
 
 TRACK_COLUMNS = ("track_id", "path", "genres")
 TRACK_OPTIONAL = ("artist", "album", "title")
@@ -71,8 +72,6 @@ SEGMENTS = ("melon", "start", "full")
 #: Default minimum mel length: create_dataset keeps the first 1300 frames (~20.8 s).
 MIN_FRAMES = 1300
 #: Markers a generator leaves beside its audio; carried into the Melon directory.
-GENERATED_MARKER = "generated.json"
-GENERATED_TRUTH = "generated_truth.json"
 MAX_CODES = 99  # two digits per level in GNxxyy
 
 
@@ -483,13 +482,13 @@ def import_collection(audio_dir: Path, tracks_file: Path, playlists_file: Path, 
         "count": len(skipped), "by_reason": dict(sorted(reasons.items())),
         "tracks": sorted(skipped, key=lambda s: s["id"])})
     marker = find_marker(audio_dir, Path(tracks_file).parent)
-    for name in (GENERATED_MARKER, GENERATED_TRUTH):
+    for name in (GENERATED_MARKER, TRUTH_FILE):
         (out / name).unlink(missing_ok=True)
     if marker is not None:
         shutil.copyfile(marker, out / GENERATED_MARKER)
-        truth = marker.parent / GENERATED_TRUTH
+        truth = marker.parent / TRUTH_FILE
         if truth.is_file():
-            write_json(out / GENERATED_TRUTH, _truth_by_id(truth, col), indent=None)
+            write_json(out / TRUTH_FILE, _truth_by_id(truth, col), indent=None)
     usable = len(frames)
     summary = {
         "settings": settings,

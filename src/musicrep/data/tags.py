@@ -26,9 +26,8 @@ import numpy as np
 
 from ..io import write_json
 from .melon import Playlist
+from ..layout import PLAYLIST_TAGS, split_file, tag_w2v_name
 
-TAGS_FILE = "playlist_tags.json"
-TAG_MATRIX = "tag_embedding_matrix_128.npy"
 N_VIEW_TAGS = 100  # vocabulary size of the tags view
 TRAIN_PLAYLISTS = "train.json"
 
@@ -51,7 +50,7 @@ def write_playlist_tags(out: Path, playlists: list[Playlist], split_of: dict[int
         "playlists": TRAIN_PLAYLISTS,
         "vocabulary_split": "train",
     }
-    write_json(out / TAGS_FILE, content, indent=None)
+    write_json(out / PLAYLIST_TAGS, content, indent=None)
     return content
 
 
@@ -87,14 +86,14 @@ def train_tag_embeddings_from_dataset(dataset_dir: Path, dim: int = 128, seed: i
     from ..io import write_npy
 
     dataset_dir = Path(dataset_dir)
-    if not (dataset_dir / TAGS_FILE).is_file():
+    if not (dataset_dir / PLAYLIST_TAGS).is_file():
         return None
-    if not json.loads((dataset_dir / TAGS_FILE).read_text()).get("tags"):
-        print(f"note: {dataset_dir / TAGS_FILE}: no training playlist has tags; no tag word2vec", file=sys.stderr)
+    if not json.loads((dataset_dir / PLAYLIST_TAGS).read_text()).get("tags"):
+        print(f"note: {dataset_dir / PLAYLIST_TAGS}: no training playlist has tags; no tag word2vec", file=sys.stderr)
         return None
-    vocab, tracks = read_playlist_tags(dataset_dir / TAGS_FILE)
-    rows = tag_rows(read_ids(dataset_dir / "train.h5"), tracks)
+    vocab, tracks = read_playlist_tags(dataset_dir / PLAYLIST_TAGS)
+    rows = tag_rows(read_ids(dataset_dir / split_file("train")), tracks)
     matrix = train_token_embeddings([[str(i) for i in r[r >= 0]] for r in rows], len(vocab), dim, seed, epochs)
-    out = dataset_dir / TAG_MATRIX.replace("128", str(dim))
+    out = dataset_dir / tag_w2v_name(dim)
     write_npy(out, matrix)
     return out

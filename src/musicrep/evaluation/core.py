@@ -64,7 +64,7 @@ from ..inference.embed import DEFAULT_LAYER, embed_hdf5, resolve_checkpoint
 from ..data.h5io import read_labels
 from .metrics import hit_matrix, macro_roc_pr_auc, ranking_metrics, top_k
 from .report import COLUMNS
-from ..toy.melon import GENERATED_MARKER, TRUTH_FILE
+from ..layout import SPLITS, TRUTH_FILE, corpus_origin
 
 __all__ = [
     "PLAYLIST_BATCH",
@@ -101,7 +101,6 @@ PLAYLIST_BATCH = 256  # playlists ranked per (batch, n_test) score block
 VOTE_PER_TRACK = 100  # test tracks each known track retrieves in the vote protocol
 VOTE_BLOCK = 1024  # known tracks per (block, n_test) similarity block
 ROW_KEYS = COLUMNS  # the table's columns are owned by report.TASK_COLUMNS
-SPLITS = ("train", "val", "test")
 
 
 def _note(msg: str) -> None:
@@ -415,12 +414,7 @@ def dataset_is_generated(data_root: Path, manifest: dict) -> bool:
     The manifest's ``source.generated`` decides; a manifest without it falls back to
     the presence of ``generated.json`` in the source Melon directory.
     """
-    src = manifest.get("source")
-    if isinstance(src, dict) and isinstance(src.get("generated"), bool):
-        return src["generated"]
-    melon = _melon_dir_of(manifest)
-    return melon is not None and any(
-        (c / GENERATED_MARKER).is_file() for c in (Path(melon), data_root / melon))
+    return corpus_origin(manifest, data_root)[0] == "generated"
 
 
 def load_truth(path: Path, split_ids: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

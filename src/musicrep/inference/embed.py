@@ -41,6 +41,7 @@ import torch
 
 from ..audio import (
     AUDIO_EXTENSIONS,
+    CROP_FRAMES,
     HOP_SIZE,
     N_MELS,
     SAMPLE_RATE,
@@ -50,8 +51,8 @@ from ..audio import (
     iter_mel_frames,
     too_short_message,
 )
-from ..training.config import CROP_FRAMES
 from ..data.h5io import open_split, read_ids
+from ..precision import use_bf16
 
 __all__ = [
     "CHUNK_FRAMES",
@@ -69,7 +70,6 @@ __all__ = [
     "read_split_ids",
     "resolve_checkpoint",
     "resolve_bf16",
-    "resolve_device",
     "track_chunks",
 ]
 
@@ -83,23 +83,11 @@ PRECISIONS = ("auto", "fp32", "bf16")
 def resolve_bf16(precision: str, device: torch.device | str) -> bool:
     """Whether to embed under bf16 autocast: "fp32" no, "bf16" yes, "auto" as
     ``precision.use_bf16("auto", device)`` decides (the one owner of that choice)."""
-    from ..precision import use_bf16
-
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
         return use_bf16("auto", device)
     return precision == "bf16"
-
-
-def resolve_device(name: str | None = None) -> torch.device:
-    """``None`` or "auto": the GPU when there is one, else the CPU; otherwise as named."""
-    from ..training.config import resolve_device as resolve_name
-
-    dev = torch.device(resolve_name(name or "auto"))
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return dev
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:

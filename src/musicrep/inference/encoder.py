@@ -50,8 +50,8 @@ from .embed import (
     encode_pieces,
     resolve_bf16,
     resolve_checkpoint,
-    resolve_device,
 )
+from ..precision import resolve_device
 from ..model.encoders import EMBED_DIM, AudioEncoder
 
 __all__ = [

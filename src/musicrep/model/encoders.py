@@ -21,17 +21,14 @@ same way. New training uses the transpose. The choice travels with the model
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..training.config import INPUT_LAYOUTS
+from ..audio import INPUT_LAYOUTS
 
 EMBED_DIM = 128
 

@@ -275,7 +275,7 @@ def build_data(layout: Layout, plan: Plan) -> None:
     """Generated corpus, dataset, word2vec matrices; each skipped when already there."""
     from ..data.builder import DatasetArgs, create_dataset
     from ..data.genre_w2v import train_from_dataset
-    from ..data.tags import TAG_MATRIX
+    from ..layout import TAG_W2V as TAG_MATRIX
     from ..toy.melon import make_toy_melon
 
     if not (layout.melon / "song_meta.json").is_file():
@@ -430,7 +430,7 @@ def _queries(data: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
 def run_study(layout: Layout, plan: Plan, device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """Every step of the module docstring that is not finished yet; returns grid.json."""
     from ..training.checkpoint import load_audio_encoder
-    from ..inference.embed import resolve_device
+    from ..precision import resolve_device
     from ..evaluation.core import K, PLAYLIST_BATCH, load_eval_data, popularity_metrics, random_init_encoder
 
     check_plan(layout, plan)

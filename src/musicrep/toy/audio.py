@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.importer import GENERATED_MARKER, GENERATED_TRUTH, LEVEL_SEP, LIST_SEP
+from ..data.importer import LEVEL_SEP, LIST_SEP
+from ..layout import GENERATED_MARKER, TRUTH_FILE
 from ..io import write_json
 
 GENERATOR = "musicrep.toy.audio.make_toy_audio"
@@ -404,7 +405,7 @@ def make_toy_audio(out: Path, tracks: int = 500, playlists: int | None = None,
         write_json(tmp / GENERATED_MARKER, {
             "generator": GENERATOR, "seed": seed, "tracks": tracks, "playlists": playlists,
             "seconds": seconds, "n_major": n_major})
-        write_json(tmp / GENERATED_TRUTH, {
+        write_json(tmp / TRUTH_FILE, {
             "generator": GENERATOR,
             "tracks": {t["track_id"]: {"majors": [genres[m]["name"] for m in t["majors"]],
                                        "mood": round(t["mood"], 4)} for t in cat},

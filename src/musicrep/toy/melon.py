@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from ..layout import GENERATED_MARKER, TRUTH_FILE
 from ..audio import N_MELS
 from ..data.melon import mel_path  # the layout is defined once, by the reader
 
@@ -498,8 +499,6 @@ def _dump_json(path: Path, obj: Any) -> None:
 
 
 #: Side files outside the Melon layout (the contract shared by every generator).
-GENERATED_MARKER = "generated.json"
-TRUTH_FILE = "generated_truth.json"
 
 
 def _truth_json(cat: dict[str, Any], themes: list[dict[str, Any]], plist: list[dict[str, Any]],

@@ -38,7 +38,8 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, TrainConfig
+from ..errors import ConfigError
+from ..settings import TrainConfig
 from ..io import atomic_path
 from ..model.encoders import CONV_BLOCKS, AudioEncoder
 

@@ -31,7 +31,6 @@ script CONFIG`):
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import itertools
 import json
@@ -39,15 +38,16 @@ import math
 import sys
 import types
 import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..audio import INPUT_LAYOUTS
+from ..errors import ConfigError
+from ..settings import FIELDS, TrainConfig
 
 ENCODERS = ("MF", "gnr", "MF_gnr")
 OBJECTIVES = ("baseline", "contrastive")
 AGGREGATIONS = ("self", "mean")
-INPUT_LAYOUTS = ("transpose", "reference")
-CROP_FRAMES = 256  # frames per training crop: the CNN's input is (48 bands, 256 frames)
 
 # The paper's `encoder` values as views. Pairs in the original's order of loss terms.
 ENCODER_VIEWS: dict[str, tuple[str, ...]] = {"MF": ("cf",), "gnr": ("genre",), "MF_gnr": ("cf", "genre")}
@@ -78,96 +78,6 @@ PAPER_CONFIGS: dict[str, str] = {
 REQUIRED = ("experiment_name", "train_dataset_file", "validation_dataset_file")
 
 
-class ConfigError(ValueError):
-    """A problem with the configuration, worded for the user (one line)."""
-
-
-@dataclass
-class TrainConfig:
-    """Every key of a training config, with its default (required keys have none)."""
-
-    # --- keys of the original code ---
-    experiment_name: str
-    train_dataset_file: str
-    validation_dataset_file: str
-    encoder: str | None = None  # "MF" (CF vectors) | "gnr" (genres) | "MF_gnr" (both)
-    aggregation: str = "self"  # genre encoder: "self" (attention) | "mean"
-    num_heads: int = 4
-    contrastive_temperature: float = 0.1
-    epochs: int = 400
-    batch_size: int = 128  # global: split over DDP ranks
-    learning_rate: float = 1e-4
-    device: str = "auto"  # "auto" = cuda if available else cpu; "cpu", "cuda", "cuda:N"
-    id2tag_file: str | None = None  # genre vocabulary; default genres.json beside the train file
-    log_interval: int = 10  # steps between progress-bar / TensorBoard step updates
-    save_model_every: int = 20  # epochs between kept epoch_XXXX.pt checkpoints
-    # --- added by this project ---
-    views: list | None = None  # contrastive: views to train, "audio" first (default: from encoder)
-    pairs: list | None = None  # contrastive: [[view, view], ...] (default: every pair of views)
-    targets: list | None = None  # baseline: views the heads predict (default: from encoder)
-    objective: str | None = None  # "baseline" | "contrastive"; default: what the script trains
-    save_dir: str = "runs/"  # outputs go to save_dir/experiment_name/
-    # genre word2vec matrix; default embedding_matrix_128.npy beside the train file
-    embedding_matrix_file: str | None = None
-    weight_decay: float = 1e-4
-    seed: int = 0
-    num_workers: int = 4  # DataLoader workers per process
-    width: float = 1.0  # conv channel multiplier of the audio CNN
-    input_layout: str = "transpose"  # "transpose" (correct) | "reference" (original reshape)
-    crop_frames: int = CROP_FRAMES
-    max_genres: int = 10  # genre tokens per track for the genre encoder
-    max_tags: int = 10  # playlist-tag tokens per track for the tags encoder
-    # tag word2vec matrix; default tag_embedding_matrix_128.npy beside the train file
-    tag_embedding_matrix_file: str | None = None
-    # bfloat16 autocast: "auto" (on where the device runs bf16 natively: precision.py), true, false
-    bf16: bool | str = "auto"
-    # channels-last memory format for the CNN: ~1.4x faster training on CPU (bench/README.md)
-    channels_last: bool = True
-    gather_distributed: bool = True  # DDP: NT-Xent over the global batch (all-gather)
-    max_steps_per_epoch: int | None = None  # cap steps per epoch (smoke tests, benchmarks)
-    # early stopping: stop once the validation loss has not improved for this many epochs
-    # (`epochs` is then the maximum); null trains all `epochs`
-    patience: int | None = None
-    # no early stop before this epoch: a loss that sits on its starting plateau (NT-Xent at
-    # chance, MSE at the targets' variance) for the first epochs would otherwise end a run
-    # that has not started learning (as Lightning's min_epochs)
-    min_epochs: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def beside_train(self, name: str) -> Path:
-        """A side file of the dataset directory (next to the train split)."""
-        return Path(self.train_dataset_file).with_name(name)
-
-    def resolved_embedding_matrix(self) -> Path:
-        if self.embedding_matrix_file:
-            return Path(self.embedding_matrix_file)
-        return self.beside_train("embedding_matrix_128.npy")
-
-    def resolved_id2tag(self) -> Path | None:
-        if self.id2tag_file:
-            return Path(self.id2tag_file)
-        p = Path(self.train_dataset_file).with_name("genres.json")
-        return p if p.is_file() else None
-
-    @property
-    def all_views(self) -> list[str]:
-        """Every view whose fields the run reads: encoders' and heads' targets."""
-        return list(dict.fromkeys([*(self.views or []), *(self.targets or [])]))
-
-    @property
-    def run_name(self) -> str:
-        """objective_encoder for the paper's configs, else objective_view_view..."""
-        views = self.encoder or "_".join(v for v in self.all_views if v != "audio")
-        return f"{self.objective}_{views}"
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.save_dir) / self.experiment_name
-
-
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
 def _type_name(tp: Any) -> str:
@@ -236,15 +146,6 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             value = raw
         out[key.strip()] = value
     return out
-
-
-def resolve_device(device: str) -> str:
-    """ "auto" -> "cuda" if available else "cpu"; anything else as given."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def build_config(

@@ -28,7 +28,8 @@ from typing import Any
 import torch
 
 from .checkpoint import export_audio_encoder, load_checkpoint
-from .config import ConfigError
+from ..errors import ConfigError
+from ..layout import MANIFEST, corpus_origin
 from ..io import atomic_path
 
 # What a run writes into its folder (set aside as a whole by a fresh start).
@@ -49,25 +50,16 @@ def check_writable(out_dir: Path) -> None:
 
 def provenance(train_file: str | Path, train_tracks: int, val_tracks: int, epochs: int, width: float) -> dict[str, Any]:
     """The run's provenance from the dataset's manifest.json (see the module docstring)."""
-    manifest = Path(train_file).with_name("manifest.json")
+    manifest = Path(train_file).with_name(MANIFEST)
     data, generator, manifest_path = "unknown", None, None
     if manifest.is_file():
         manifest_path = str(manifest)
         try:
-            source = json.loads(manifest.read_text()).get("source")
-        except (OSError, ValueError, AttributeError):
-            source = None
-        if isinstance(source, dict) and "generated" in source:
-            data = "generated" if source["generated"] else "real"
-            generator = source.get("generator") if source["generated"] else None
-        elif isinstance(source, str):  # older manifests: the Melon directory as given
-            marker = Path(source) / "generated.json"
-            if marker.is_file():
-                data = "generated"
-                try:
-                    generator = json.loads(marker.read_text())
-                except (OSError, ValueError):
-                    generator = None
+            content = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            content = None
+        if isinstance(content, dict):
+            data, generator = corpus_origin(content)
     return {
         "data": data,
         "dataset_manifest": manifest_path,

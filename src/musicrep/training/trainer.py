@@ -67,7 +67,9 @@ from .checkpoint import (
     save_atomic,
     training_state,
 )
-from .config import ConfigError, TrainConfig, resolve_device
+from ..errors import ConfigError
+from ..precision import resolve_device
+from ..settings import TrainConfig
 from .dataset import TrackDataset
 from ..data.h5io import read_split_info
 from ..io import OutputLocked, output_lock
@@ -105,7 +107,7 @@ def init_distributed(device: str) -> DistContext:
     if world <= 1:
         return DistContext()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = resolve_device(device).startswith("cuda")
+    cuda = resolve_device(device).type == "cuda"
     if cuda:
         torch.cuda.set_device(local)
     if not dist.is_initialized():
@@ -147,9 +149,9 @@ class Trainer:
                 "at least 2 per process are needed"
             )
         dev = resolve_device(cfg.device)
-        if dev.startswith("cuda") and self.dist.enabled:
-            dev = f"cuda:{self.dist.local_rank}"
-        self.device = torch.device(dev)
+        if dev.type == "cuda" and self.dist.enabled:
+            dev = torch.device("cuda", self.dist.local_rank)
+        self.device = dev
         self.bf16 = use_bf16(cfg.bf16, self.device)  # "auto" decided once, for this device
         self.objective = make_objective(cfg, distributed=self.dist.enabled)
         self.runlog = RunLog(self.out_dir)  # config.json, metrics, TensorBoard (main process)

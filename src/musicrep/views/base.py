@@ -37,10 +37,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..training.config import ConfigError, TrainConfig
+from ..errors import ConfigError
+from ..settings import TrainConfig
 from ..data.h5io import CF_KNOWN, LABEL_BLOCK, SplitInfo, iter_labels, read_cf_known, read_ids, read_split_info
 from ..model.encoders import AudioEncoder, CFEncoder, GenreEncoder, MultiModalModel
-from ..data.tags import TAG_MATRIX, TAGS_FILE, read_playlist_tags, tag_rows
+from ..data.tags import read_playlist_tags, tag_rows
+from ..layout import PLAYLIST_TAGS, TAG_W2V
 
 Batch = dict[str, torch.Tensor]
 
@@ -334,10 +336,10 @@ class TagsView(VocabularyView):
 
     @classmethod
     def matrix_path(cls, cfg: TrainConfig) -> Path:
-        return Path(cfg.tag_embedding_matrix_file or cfg.beside_train(TAG_MATRIX))
+        return Path(cfg.tag_embedding_matrix_file or cfg.beside_train(TAG_W2V))
 
     def setup(self, train: SplitInfo) -> None:
-        path = self.cfg.beside_train(TAGS_FILE)
+        path = self.cfg.beside_train(PLAYLIST_TAGS)
         try:
             self.vocab, self.track_tags = read_playlist_tags(path)
         except (OSError, ValueError) as e:
