@@ -53,9 +53,8 @@ import numpy as np
 
 from ..io import atomic_path, swap_in_dir, temp_dir_beside, write_json
 from ..evaluation.report import GENERATED_NOTE, TASK_COLUMNS
+from ..training.config import shipped_config
 
-REPO = Path(__file__).resolve().parents[3]
-CONFIG_DIR = REPO / "configs"
 LAYERS = ("z_d", "z")
 REFERENCE = "contrastive_MF_gnr"  # the paper's model: compared against every other row
 RANDOM, POPULARITY = "random-init", "popularity"
@@ -151,7 +150,7 @@ def lr_name(lr: float) -> str:
 
 def family_of(config: str) -> str:
     """"baseline" or "contrastive": the config's objective."""
-    path = CONFIG_DIR / f"{config}.json"
+    path = shipped_config(config)
     try:
         objective = json.loads(path.read_text())["objective"]
     except (OSError, ValueError, KeyError) as e:
@@ -310,7 +309,7 @@ def train_run(layout: Layout, plan: Plan, config: str, lr: float, seed: int) -> 
         "num_workers": plan.num_workers, "max_steps_per_epoch": plan.max_steps_per_epoch,
         "save_model_every": plan.max_epochs,
     }
-    path = CONFIG_DIR / f"{config}.json"
+    path = shipped_config(config)
     cfg = load_config(path, overrides)
     cfg = load_config(path, overrides, script=script_for(cfg))
     Trainer(cfg).fit()

@@ -77,6 +77,15 @@ PAPER_CONFIGS: dict[str, str] = {
 
 REQUIRED = ("experiment_name", "train_dataset_file", "validation_dataset_file")
 
+# The shipped configs (the paper's six and the tags views'): package data, so an installed
+# musicrep finds them without the source tree; the checkout's configs/ links here.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def shipped_config(name: str) -> Path:
+    """The shipped config file `name` (e.g. "contrastive_MF_gnr")."""
+    return CONFIG_DIR / f"{name}.json"
+
 
 
 
