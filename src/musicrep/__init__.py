@@ -8,13 +8,14 @@ views with contrastive losses (Ferraro et al., IEEE SPL 2021).
 
 from typing import Any
 
-__version__ = "0.1.0"
-__all__ = ["Encoder", "load_encoder"]
+from .version import __version__
+
+__all__ = ["Encoder", "load_encoder", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so `import musicrep` (and the CLIs' argument parsing) does not import torch.
-    if name in __all__:
+    if name in ("Encoder", "load_encoder"):
         from .inference import encoder
 
         return getattr(encoder, name)

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .. import __version__
+from ..version import __version__
 from .cf import train_cf
 from ..audio import CROP_FRAMES
 from .genres import build_vocab, label_row, multi_hot

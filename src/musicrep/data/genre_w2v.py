@@ -13,21 +13,15 @@ row i + 1 = the vector of genre index i of the dataset's vocabulary (genres.json
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 
 import numpy as np
-from gensim.models import Word2Vec
 
 from .h5io import read_labels
+from .tags import train_tag_embeddings_from_dataset
+from .word2vec import train_token_embeddings
 from ..layout import GENRES, genre_w2v_name, split_file
 from ..io import write_npy
-
-
-def _stable_hash(text: str) -> int:
-    # gensim seeds each word vector with hash(word + seed); Python's str hash changes
-    # between processes, so the same seed would not give the same vectors.
-    return zlib.crc32(text.encode("utf-8"))
 
 
 def genre_sentences(labels: np.ndarray) -> list[list[str]]:
@@ -46,26 +40,6 @@ def train_genre_embeddings(
     return train_token_embeddings(genre_sentences(labels), n_genres, dim, seed, epochs, "genre label")
 
 
-def train_token_embeddings(
-    sentences: list[list[str]], n_tokens: int, dim: int = 128, seed: int = 0, epochs: int = 100, what: str = "token"
-) -> np.ndarray:
-    """Word2vec over sentences of vocabulary indices (as words), one per track; returns
-    the (n_tokens + 1, dim) matrix, row 0 zeros (padding), row i + 1 = index i. Used for
-    the genre and the tags view alike."""
-    sentences = [s for s in sentences if s]
-    if not sentences:
-        raise ValueError(f"no training track has a {what}: cannot train word2vec")
-    window = max(len(s) for s in sentences)
-    model = Word2Vec(
-        sentences, vector_size=dim, window=window, min_count=1, seed=seed, workers=1,
-        epochs=epochs, hashfxn=_stable_hash,
-    )
-    matrix = np.zeros((n_tokens + 1, dim), dtype=np.float32)
-    for word in model.wv.index_to_key:
-        matrix[int(word) + 1] = model.wv[word]
-    return matrix
-
-
 def train_from_dataset(dataset_dir: Path, dim: int = 128, seed: int = 0, epochs: int = 100) -> Path:
     """Train on `train.h5` of a dataset directory and save the matrix next to it."""
     dataset_dir = Path(dataset_dir)
@@ -81,7 +55,6 @@ def train_from_dataset(dataset_dir: Path, dim: int = 128, seed: int = 0, epochs:
     matrix = train_genre_embeddings(labels, n_genres, dim, seed, epochs)
     out = dataset_dir / genre_w2v_name(dim)
     write_npy(out, matrix)
-    from .tags import train_tag_embeddings_from_dataset  # the tags view's sibling matrix
-
+    # the tags view's sibling matrix
     train_tag_embeddings_from_dataset(dataset_dir, dim, seed, epochs)
     return out

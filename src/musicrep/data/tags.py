@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import write_json
+from ..io import write_json, write_npy
+from .h5io import read_ids
+from .word2vec import train_token_embeddings
 from .melon import Playlist
 from ..layout import PLAYLIST_TAGS, split_file, tag_w2v_name
 
@@ -81,10 +83,6 @@ def tag_rows(ids: np.ndarray, track_tags: dict[int, list[int]]) -> np.ndarray:
 def train_tag_embeddings_from_dataset(dataset_dir: Path, dim: int = 128, seed: int = 0, epochs: int = 100) -> Path | None:
     """Word2vec over the training tracks' tag sets -> tag_embedding_matrix_<dim>.npy;
     None when the dataset has no playlist_tags.json (made before the tags view)."""
-    from .genre_w2v import train_token_embeddings
-    from .h5io import read_ids
-    from ..io import write_npy
-
     dataset_dir = Path(dataset_dir)
     if not (dataset_dir / PLAYLIST_TAGS).is_file():
         return None
