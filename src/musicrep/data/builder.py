@@ -53,7 +53,7 @@ from tqdm import tqdm
 from ..version import __version__
 from .cf import train_cf
 from ..audio import CROP_FRAMES
-from .genres import build_vocab, label_row, multi_hot
+from .genres import GenreVocab, build_vocab, label_row, multi_hot
 from .h5io import SplitWriter
 from ..io import (
     InterruptGuard,
@@ -66,6 +66,8 @@ from ..io import (
     write_npy,
 )
 from .melon import (
+    SONG_META,
+    TRAIN_PLAYLISTS,
     MelonFormatError,
     Playlist,
     TrackSkip,
@@ -314,20 +316,17 @@ def _write_split(
     return np.asarray(written, dtype=np.int64)
 
 
-def _build(args: DatasetArgs, out: Path) -> dict:
-    """Build the dataset into the empty directory `out`; returns the manifest."""
-    root = Path(args.melon_dir)
-    source = source_provenance(args.melon_dir)
+def _read_corpus(root: Path) -> tuple[list, dict, list, Counter, list[dict]]:
+    """Songs (ids checked unique), genre names, the usable playlists, the playlist
+    entries without a song_meta.json record, and the skipped playlists."""
     songs = read_song_meta(root)
     names = read_genre_names(root)
     playlists = read_playlists(root)
     seen: set[int] = set()
     for s in songs:
         if s.id in seen:
-            raise MelonFormatError(f"{root / 'song_meta.json'}: song id {s.id} appears twice")
+            raise MelonFormatError(f"{root / SONG_META}: song id {s.id} appears twice")
         seen.add(s.id)
-
-    skipped: list[dict] = []
     # Playlist entries without a song_meta.json record cannot be used; count them.
     unknown_songs = Counter(x for pl in playlists for x in pl.songs if x not in seen)
     empty = [pl.id for pl in playlists if not pl.songs]
@@ -335,8 +334,13 @@ def _build(args: DatasetArgs, out: Path) -> dict:
     skipped_playlists += [{"id": pl.id, "reason": "no_song_in_meta"} for pl in playlists
                           if pl.songs and not any(x in seen for x in pl.songs)]
     playlists = [pl for pl in playlists if any(x in seen for x in pl.songs)]
+    return songs, names, playlists, unknown_songs, skipped_playlists
 
-    # Cheap checks first (a stat and the metadata), so the split sees usable tracks.
+
+def _candidates(root: Path, songs: list, names: dict, skipped: list[dict]
+                ) -> tuple[GenreVocab, Counter, np.ndarray, np.ndarray]:
+    """The genre vocabulary, unknown codes, and the ids and label rows of the songs that
+    pass the cheap checks (a genre, a mel file): so the split sees usable tracks."""
     vocab, unknown_codes = build_vocab([s.genres + s.detail_genres for s in songs], names)
     index = vocab.index
     cand_ids, cand_labels = [], []
@@ -354,35 +358,44 @@ def _build(args: DatasetArgs, out: Path) -> dict:
         raise DatasetError(f"{root}: only {len(cand_ids)} usable tracks of {len(songs)} in "
                            f"song_meta.json ({_skip_summary(skipped) or 'none skipped'}); "
                            f"need at least {MIN_TRACKS}")
-    ids = np.asarray(cand_ids, dtype=np.int64)
-    labels = np.stack(cand_labels)
+    return vocab, unknown_codes, np.asarray(cand_ids, dtype=np.int64), np.stack(cand_labels)
 
-    train_i, val_i, test_i = stratified_split(
-        multi_hot(labels, len(vocab.codes)), args.test_size, args.val_size, args.seed
-    )
-    print(f"split: {len(train_i)} train, {len(val_i)} val, {len(test_i)} test tracks",
+
+def _split(args: DatasetArgs, ids: np.ndarray, labels: np.ndarray, n_codes: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices of train, val and test: multilabel stratified, none empty."""
+    parts = stratified_split(multi_hot(labels, n_codes), args.test_size, args.val_size, args.seed)
+    print(f"split: {len(parts[0])} train, {len(parts[1])} val, {len(parts[2])} test tracks",
           file=sys.stderr)
-    for name, rows in zip(SPLITS, (train_i, val_i, test_i)):
+    for name, rows in zip(SPLITS, parts):
         if len(rows) == 0:
             raise DatasetError(f"{name} split: 0 of {len(ids)} tracks with --test-size "
                                f"{args.test_size} --val-size {args.val_size}")
+    return parts
 
-    # CF on train.json playlists over the non-test tracks.
-    cf_ids = np.sort(np.concatenate([ids[train_i], ids[val_i]]))
+
+def _fit_cf(args: DatasetArgs, root: Path, playlists: list, cf_ids: np.ndarray):
+    """CF on the train.json playlists over the non-test tracks."""
     try:
-        cf = train_cf(
-            [pl for pl in playlists if pl.source == "train.json"], cf_ids, args.cf_algorithm,
+        return train_cf(
+            [pl for pl in playlists if pl.source == TRAIN_PLAYLISTS], cf_ids, args.cf_algorithm,
             args.cf_factors, args.cf_epochs, args.cf_learning_rate, seed=args.cf_seed,
         )
     except ValueError as e:  # no train.json playlist holds a train/val track
-        raise DatasetError(f"{root / 'train.json'}: {e}") from None
+        raise DatasetError(f"{root / TRAIN_PLAYLISTS}: {e}") from None
+
+
+def _write_splits(args: DatasetArgs, out: Path, root: Path, ids: np.ndarray, labels: np.ndarray,
+                  parts: tuple, cf, skipped: list[dict]
+                  ) -> tuple[dict[str, np.ndarray], dict[str, list[int]]]:
+    """The three HDF5 splits; returns the written ids per split and, per train/val split,
+    the written tracks with no CF vector."""
     cf_row = {int(t): j for j, t in enumerate(cf.track_ids)}
     cf_known = cf.track_interactions > 0  # (T,) False: in no train.json playlist
-
     written: dict[str, np.ndarray] = {}
     without_cf: dict[str, list[int]] = {}  # split -> written tracks with no CF vector
     with ThreadPoolExecutor(max(1, args.workers)) as pool:
-        for name, rows in zip(SPLITS, (train_i, val_i, test_i)):
+        for name, rows in zip(SPLITS, parts):
             split_cf = split_known = None
             if name != "test":
                 j = np.asarray([cf_row[int(t)] for t in ids[rows]], dtype=np.int64)
@@ -398,22 +411,15 @@ def _build(args: DatasetArgs, out: Path) -> dict:
         print(f"CF: {len(without_cf['train'])} train and {len(without_cf['val'])} val tracks are in "
               "no train.json playlist: all-zero CF vector, flagged (cf_known = 0) and kept out "
               "of the CF loss terms (listed in skipped.json)", file=sys.stderr)
+    return written, without_cf
 
-    split_of = {int(t): name for name in SPLITS for t in written[name]}
-    continuation, tags_json, pop_json = _playlist_side_files(playlists, split_of)
-    write_json(out / L.GENRES, vocab.to_json())
-    write_json(out / L.SPLITS_FILE, {k: v.tolist() for k, v in written.items()}, indent=None)
-    write_npy(out / L.CF_PLAYLISTS, cf.playlist_vectors)
-    write_npy(out / L.CF_PLAYLIST_IDS, cf.playlist_ids)
-    write_json(out / L.CONTINUATION, {"playlists": continuation}, indent=None)
-    write_json(out / L.TRACK_TAGS, tags_json, indent=None)
-    write_json(out / L.POPULARITY, pop_json, indent=None)
-    write_playlist_tags(out, playlists, split_of)  # what the tags view reads
 
-    reasons = Counter(s["reason"] for s in skipped)
-    write_json(out / L.SKIPPED, {
+def _skipped_json(skipped: list[dict], unknown_codes: Counter, skipped_playlists: list[dict],
+                  unknown_songs: Counter, without_cf: dict[str, list[int]]) -> dict:
+    """skipped.json: every track and playlist left out, and why."""
+    return {
         "count": len(skipped),
-        "by_reason": dict(sorted(reasons.items())),
+        "by_reason": dict(sorted(Counter(s["reason"] for s in skipped).items())),
         "unknown_genre_codes": dict(sorted(unknown_codes.items())),
         "tracks": sorted(skipped, key=lambda s: s["id"]),
         "playlists": skipped_playlists,
@@ -428,7 +434,32 @@ def _build(args: DatasetArgs, out: Path) -> dict:
             "reason": "in no train.json playlist: all-zero CF vector, cf_known = 0",
             **{name: sorted(v) for name, v in without_cf.items()},
         },
-    })
+    }
+
+
+def _build(args: DatasetArgs, out: Path) -> dict:
+    """Build the dataset into the empty directory `out`; returns the manifest."""
+    root = Path(args.melon_dir)
+    source = source_provenance(args.melon_dir)
+    songs, names, playlists, unknown_songs, skipped_playlists = _read_corpus(root)
+    skipped: list[dict] = []
+    vocab, unknown_codes, ids, labels = _candidates(root, songs, names, skipped)
+    parts = _split(args, ids, labels, len(vocab.codes))
+    cf = _fit_cf(args, root, playlists, np.sort(np.concatenate([ids[parts[0]], ids[parts[1]]])))
+    written, without_cf = _write_splits(args, out, root, ids, labels, parts, cf, skipped)
+
+    split_of = {int(t): name for name in SPLITS for t in written[name]}
+    continuation, tags_json, pop_json = _playlist_side_files(playlists, split_of)
+    write_json(out / L.GENRES, vocab.to_json())
+    write_json(out / L.SPLITS_FILE, {k: v.tolist() for k, v in written.items()}, indent=None)
+    write_npy(out / L.CF_PLAYLISTS, cf.playlist_vectors)
+    write_npy(out / L.CF_PLAYLIST_IDS, cf.playlist_ids)
+    write_json(out / L.CONTINUATION, {"playlists": continuation}, indent=None)
+    write_json(out / L.TRACK_TAGS, tags_json, indent=None)
+    write_json(out / L.POPULARITY, pop_json, indent=None)
+    write_playlist_tags(out, playlists, split_of)  # what the tags view reads
+    write_json(out / L.SKIPPED, _skipped_json(skipped, unknown_codes, skipped_playlists,
+                                              unknown_songs, without_cf))
     manifest = {
         "format": "musicrep-dataset",
         "version": __version__,
@@ -447,7 +478,7 @@ def _build(args: DatasetArgs, out: Path) -> dict:
             "genres": len(vocab.codes),
             "major_genres": sum(vocab.major),
         },
-        "skipped_by_reason": dict(sorted(reasons.items())),
+        "skipped_by_reason": dict(sorted(Counter(s["reason"] for s in skipped).items())),
         "frames": args.frames,
         "cf_dim": int(cf.track_vectors.shape[1]),
     }

@@ -34,7 +34,8 @@ from .genres import LABEL_WIDTH
 from ..audio import N_MELS
 
 LABEL_BLOCK = 8192  # rows of `label` handled at a time (bounds memory on the full split)
-CF_KNOWN = "cf_known"
+# The layout's names: the group and its per-track fields (see the module docstring).
+GROUP, IDS, DATA, CF_DATA, CF_KNOWN, LABEL = "dataset", "id", "data", "cf_data", "cf_known", "label"
 
 
 def open_split(path: str | os.PathLike, fields: tuple[str, ...] = ("id", "data")) -> tuple[h5py.File, h5py.Group]:

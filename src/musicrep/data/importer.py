@@ -59,7 +59,7 @@ from ..audio import (
 )
 from ..io import clean_stale_temp, write_json, write_npy
 from ..audio import N_MELS
-from .melon import mel_path
+from .melon import GENRE_NAMES, SONG_META, TRAIN_PLAYLISTS, mel_path
 from ..layout import GENERATED_MARKER, TRUTH_FILE
 
 TRACK_COLUMNS = ("track_id", "path", "genres")
@@ -427,8 +427,6 @@ def import_collection(audio_dir: Path, tracks_file: Path, playlists_file: Path, 
         progress: show a tqdm bar on stderr.
     Raises CollectionError for bad tables, settings or output directories.
     """
-    from tqdm import tqdm
-
     audio_dir, out = Path(audio_dir), Path(out)
     if segment not in SEGMENTS:
         raise CollectionError(f"--segment must be one of {', '.join(SEGMENTS)}, got '{segment}'")
@@ -441,54 +439,12 @@ def import_collection(audio_dir: Path, tracks_file: Path, playlists_file: Path, 
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "import.json", {"settings": settings, "finished": False})
-    jobs, folders = [], set()
-    for r in col.tracks:
-        target = mel_path(out, r["id"])
-        folders.add(target.parent)
-        reuse = known_paths.get(r["track_id"]) == r["path"]  # same file as before
-        jobs.append((str(audio_dir / r["path"]), str(target), segment, int(min_frames), reuse))
-    for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
-        clean_stale_temp(folder)
+    jobs = _mel_jobs(col, audio_dir, out, segment, min_frames, known_paths)
     # Record the id map before the mels, so an interrupted run resumes with the same ids.
     _write_id_maps(out, col)
-
-    status: Counter = Counter()
-    skipped = []
-    frames = []
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
-    try:
-        bar = tqdm(total=len(jobs), desc="mels", unit="file", file=sys.stderr,
-                   disable=not progress, mininterval=0.5)
-        for i, res in _bounded_map(pool, jobs, limit=4 * max(1, workers)):
-            r = col.tracks[i]
-            status[res["status"]] += 1
-            if res["status"] == "skipped":
-                skipped.append({"track_id": r["track_id"], "id": r["id"], "path": r["path"],
-                                "reason": res["reason"], "detail": res["detail"]})
-            else:
-                frames.append(res["frames"])
-            bar.update(1)
-        bar.close()
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    write_json(out / "song_meta.json", song_meta(col), indent=None)
-    write_json(out / "genre_gn_all.json", col.codes.names())
-    write_json(out / "train.json", playlist_records(col), indent=None)
+    status, skipped, frames = _run_mel_jobs(col, jobs, workers, progress)
+    marker = _write_melon_files(col, out, skipped, audio_dir, tracks_file)
     reasons = Counter(s["reason"] for s in skipped)
-    write_json(out / "import_skipped.json", {
-        "count": len(skipped), "by_reason": dict(sorted(reasons.items())),
-        "tracks": sorted(skipped, key=lambda s: s["id"])})
-    marker = find_marker(audio_dir, Path(tracks_file).parent)
-    for name in (GENERATED_MARKER, TRUTH_FILE):
-        (out / name).unlink(missing_ok=True)
-    if marker is not None:
-        shutil.copyfile(marker, out / GENERATED_MARKER)
-        truth = marker.parent / TRUTH_FILE
-        if truth.is_file():
-            write_json(out / TRUTH_FILE, _truth_by_id(truth, col), indent=None)
     usable = len(frames)
     summary = {
         "settings": settings,
@@ -510,6 +466,73 @@ def import_collection(audio_dir: Path, tracks_file: Path, playlists_file: Path, 
     }
     write_json(out / "import.json", summary)
     return summary
+
+
+def _mel_jobs(col: Collection, audio_dir: Path, out: Path, segment: str, min_frames: int,
+              known_paths: dict) -> list[tuple]:
+    """One decoding job per track (a file already imported from the same path is reused);
+    the mel folders exist and hold no stale temp files."""
+    jobs, folders = [], set()
+    for r in col.tracks:
+        target = mel_path(out, r["id"])
+        folders.add(target.parent)
+        reuse = known_paths.get(r["track_id"]) == r["path"]  # same file as before
+        jobs.append((str(audio_dir / r["path"]), str(target), segment, int(min_frames), reuse))
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        clean_stale_temp(folder)
+    return jobs
+
+
+def _run_mel_jobs(col: Collection, jobs: list[tuple], workers: int, progress: bool
+                  ) -> tuple[Counter, list[dict], list[int]]:
+    """Decode every file into its mel (in `workers` processes); returns the status
+    counts, the skipped tracks with their reasons and the usable tracks' frame counts."""
+    from tqdm import tqdm
+
+    status: Counter = Counter()
+    skipped = []
+    frames = []
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        bar = tqdm(total=len(jobs), desc="mels", unit="file", file=sys.stderr,
+                   disable=not progress, mininterval=0.5)
+        for i, res in _bounded_map(pool, jobs, limit=4 * max(1, workers)):
+            r = col.tracks[i]
+            status[res["status"]] += 1
+            if res["status"] == "skipped":
+                skipped.append({"track_id": r["track_id"], "id": r["id"], "path": r["path"],
+                                "reason": res["reason"], "detail": res["detail"]})
+            else:
+                frames.append(res["frames"])
+            bar.update(1)
+        bar.close()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return status, skipped, frames
+
+
+def _write_melon_files(col: Collection, out: Path, skipped: list[dict], audio_dir: Path,
+                       tracks_file: Path) -> Path | None:
+    """The Melon layout's metadata files, import_skipped.json, and the generator's marker
+    (and truth) when the collection was generated; returns the marker found, if any."""
+    write_json(out / SONG_META, song_meta(col), indent=None)
+    write_json(out / GENRE_NAMES, col.codes.names())
+    write_json(out / TRAIN_PLAYLISTS, playlist_records(col), indent=None)
+    reasons = Counter(s["reason"] for s in skipped)
+    write_json(out / "import_skipped.json", {
+        "count": len(skipped), "by_reason": dict(sorted(reasons.items())),
+        "tracks": sorted(skipped, key=lambda s: s["id"])})
+    marker = find_marker(audio_dir, Path(tracks_file).parent)
+    for name in (GENERATED_MARKER, TRUTH_FILE):
+        (out / name).unlink(missing_ok=True)
+    if marker is not None:
+        shutil.copyfile(marker, out / GENERATED_MARKER)
+        truth = marker.parent / TRUTH_FILE
+        if truth.is_file():
+            write_json(out / TRUTH_FILE, _truth_by_id(truth, col), indent=None)
+    return marker
 
 
 def _write_id_maps(out: Path, col: Collection) -> None:

@@ -25,7 +25,11 @@ import numpy as np
 
 from ..audio import N_MELS  # the mel front end owns the band count
 
-PLAYLIST_FILES = ("train.json", "val.json", "test.json")
+SONG_META = "song_meta.json"
+GENRE_NAMES = "genre_gn_all.json"
+TRAIN_PLAYLISTS = "train.json"  # the playlists CF, tags and the importer use
+PLAYLIST_FILES = (TRAIN_PLAYLISTS, "val.json", "test.json")
+MEL_DIR = "arena_mel"
 
 
 class MelonFormatError(ValueError):
@@ -97,7 +101,7 @@ def _json_list(path: Path) -> list:
 def read_playlists(root: Path, files: tuple[str, ...] = PLAYLIST_FILES) -> list[Playlist]:
     """Playlists of the named files that exist under `root`; `train.json` is required."""
     root = Path(root)
-    if not (root / "train.json").is_file():
+    if not (root / TRAIN_PLAYLISTS).is_file():
         raise MelonFormatError(f"{root / 'train.json'}: file not found (is this a Melon directory?)")
     out: list[Playlist] = []
     for name in files:
@@ -114,7 +118,7 @@ def read_playlists(root: Path, files: tuple[str, ...] = PLAYLIST_FILES) -> list[
 
 def read_song_meta(root: Path) -> list[Song]:
     """The genre baskets of every song in `song_meta.json`."""
-    path = Path(root) / "song_meta.json"
+    path = Path(root) / SONG_META
     songs = []
     for i, rec in enumerate(_json_list(path)):
         sid = _field(path, i, rec, "id", int)
@@ -126,7 +130,7 @@ def read_song_meta(root: Path) -> list[Song]:
 
 def read_genre_names(root: Path) -> dict[str, str]:
     """`genre_gn_all.json`: code -> name for every genre code."""
-    path = Path(root) / "genre_gn_all.json"
+    path = Path(root) / GENRE_NAMES
     data = _read_json(path)
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise MelonFormatError(f"{path}: expected an object mapping genre code to name")
@@ -134,7 +138,7 @@ def read_genre_names(root: Path) -> dict[str, str]:
 
 
 def mel_path(root: Path, song_id: int) -> Path:
-    return Path(root) / "arena_mel" / str(song_id // 1000) / f"{song_id}.npy"
+    return Path(root) / MEL_DIR / str(song_id // 1000) / f"{song_id}.npy"
 
 
 def load_mel(root: Path, song_id: int, min_frames: int = 0) -> np.ndarray:

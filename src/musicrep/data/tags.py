@@ -27,11 +27,10 @@ import numpy as np
 from ..io import write_json, write_npy
 from .h5io import read_ids
 from .word2vec import train_token_embeddings
-from .melon import Playlist
+from .melon import TRAIN_PLAYLISTS, Playlist
 from ..layout import PLAYLIST_TAGS, split_file, tag_w2v_name
 
 N_VIEW_TAGS = 100  # vocabulary size of the tags view
-TRAIN_PLAYLISTS = "train.json"
 
 
 def write_playlist_tags(out: Path, playlists: list[Playlist], split_of: dict[int, str], n_tags: int = N_VIEW_TAGS) -> dict:

@@ -51,7 +51,7 @@ from ..audio import (
     iter_mel_frames,
     too_short_message,
 )
-from ..data.h5io import open_split, read_ids
+from ..data.h5io import DATA, IDS, open_split, read_ids
 from ..precision import use_bf16
 
 __all__ = [
@@ -252,7 +252,7 @@ def chunk_frame_blocks(
 
 
 def _open_split(path: Path) -> tuple[h5py.File, h5py.Group]:
-    return open_split(path, ("id", "data"))  # the layout's one owner checks it
+    return open_split(path, (IDS, DATA))  # the layout's one owner checks it
 
 
 def read_split_ids(path: str | os.PathLike) -> np.ndarray:
@@ -286,8 +286,8 @@ def embed_hdf5(
     encoder.to(device).eval()
     f, g = _open_split(path)
     with f:
-        ids = np.asarray(g["id"][...]).reshape(-1).astype(np.int64)
-        data = g["data"]
+        ids = np.asarray(g[IDS][...]).reshape(-1).astype(np.int64)
+        data = g[DATA]
         n, n_frames = data.shape[0], data.shape[1]
         per_track = max(1, n_frames // CHUNK_FRAMES)
         rows_per_read = max(1, batch_size // per_track)
@@ -390,63 +390,22 @@ def embed_files(
     ``track_chunks``) and listed in ``padded``. Memory holds one decoding block, one
     batch and the result, whatever the files' durations.
     """
-    from tqdm import tqdm
-
     files = [Path(p) for p in files]
     bf16 = resolve_bf16(precision, device)
     encoder.to(device).eval()
-    skipped: list[dict] = []
-    padded: list[dict] = []
-    failed: set[int] = set()
-
-    def skip(i: int, p: Path, e: AudioError) -> None:
-        reason = str(e)
-        reason = reason[len(str(p)) + 2 :] if reason.startswith(f"{p}: ") else reason
-        skipped.append({"path": str(p), "reason": reason})
-        failed.add(i)
-        if on_problem:
-            on_problem("skipped", f"{p}: skipped: {reason}")
-
-    def pieces() -> Iterator[tuple[int, np.ndarray]]:
-        for i, p in enumerate(tqdm(files, desc="encode", unit="file", disable=not progress)):
-            counted = [0]
-
-            def blocks() -> Iterator[np.ndarray]:
-                for b in iter_audio_blocks(p, SAMPLE_RATE, *(segment or (0.0, None))):
-                    counted[0] += len(b)
-                    yield b
-
-            stats: dict[str, int] = {}
-            held: list[np.ndarray] = []  # a short file's chunks wait for the length check
-            try:
-                for ch in chunk_frame_blocks(iter_mel_frames(blocks()), stats):
-                    if stats["padded"]:
-                        held.append(ch)
-                    else:
-                        yield i, ch
-                if counted[0] < FRAME_SIZE:
-                    raise AudioError(too_short_message(p, counted[0]))
-            except AudioError as e:
-                skip(i, p, e)
-                continue
-            if stats["padded"]:
-                padded.append({"path": str(p), "frames": stats["frames"]})
-                if on_problem:
-                    on_problem("padded", f"{p}: only {stats['frames']} frames (< {CHUNK_FRAMES}); "
-                               "padded with its minimum dB value")
-            yield from ((i, ch) for ch in held)
-
+    log = _ProblemLog(on_problem)
+    pieces = _file_pieces(files, segment, progress, log)
     # Per file: the running sum of chunk outputs (means) or the rows (chunks).
     sums: dict[int, np.ndarray] = {}
     counts: dict[int, int] = {}
     rows: dict[int, list[np.ndarray]] = {}
-    for i, out in encode_pieces(encoder, pieces(), layer, device, batch_size, bf16):
+    for i, out in encode_pieces(encoder, pieces, layer, device, batch_size, bf16):
         if keep_chunks:
             rows.setdefault(i, []).append(out)
         else:
             sums[i] = sums.get(i, 0.0) + out.sum(axis=0, dtype=np.float64)
             counts[i] = counts.get(i, 0) + len(out)
-    done = [i for i in range(len(files)) if i not in failed and (i in rows or i in counts)]
+    done = [i for i in range(len(files)) if i not in log.failed and (i in rows or i in counts)]
     ok = [str(files[i]) for i in done]
     dim = _output_dim(encoder, layer)
     file_index = None
@@ -458,7 +417,63 @@ def embed_files(
         ) if parts else np.zeros(0, dtype=np.int64)
     else:
         embeddings = np.array([sums[i] / counts[i] for i in done]).reshape(-1, dim)
-    return FileEmbeddings(embeddings.astype(np.float32), ok, file_index, skipped, padded)
+    return FileEmbeddings(embeddings.astype(np.float32), ok, file_index, log.skipped, log.padded)
+
+
+@dataclass
+class _ProblemLog:
+    """What embed_files tells about the files it skipped or padded."""
+
+    on_problem: Callable[[str, str], None] | None
+    skipped: list[dict] = field(default_factory=list)
+    padded: list[dict] = field(default_factory=list)
+    failed: set[int] = field(default_factory=set)
+
+    def skip(self, i: int, p: Path, e: AudioError) -> None:
+        reason = str(e)
+        reason = reason[len(str(p)) + 2 :] if reason.startswith(f"{p}: ") else reason
+        self.skipped.append({"path": str(p), "reason": reason})
+        self.failed.add(i)
+        if self.on_problem:
+            self.on_problem("skipped", f"{p}: skipped: {reason}")
+
+    def pad(self, p: Path, frames: int) -> None:
+        self.padded.append({"path": str(p), "frames": frames})
+        if self.on_problem:
+            self.on_problem("padded", f"{p}: only {frames} frames (< {CHUNK_FRAMES}); "
+                            "padded with its minimum dB value")
+
+
+def _file_pieces(files: list[Path], segment: tuple[float, float] | None, progress: bool,
+                 log: _ProblemLog) -> Iterator[tuple[int, np.ndarray]]:
+    """(file position, (k, 256, 48) chunks) as each file is decoded in blocks; a file that
+    fails is logged and left out, one too short for a chunk is padded (and logged)."""
+    from tqdm import tqdm
+
+    for i, p in enumerate(tqdm(files, desc="encode", unit="file", disable=not progress)):
+        counted = [0]
+
+        def blocks(p: Path = p, counted: list[int] = counted) -> Iterator[np.ndarray]:
+            for b in iter_audio_blocks(p, SAMPLE_RATE, *(segment or (0.0, None))):
+                counted[0] += len(b)
+                yield b
+
+        stats: dict[str, int] = {}
+        held: list[np.ndarray] = []  # a short file's chunks wait for the length check
+        try:
+            for ch in chunk_frame_blocks(iter_mel_frames(blocks()), stats):
+                if stats["padded"]:
+                    held.append(ch)
+                else:
+                    yield i, ch
+            if counted[0] < FRAME_SIZE:
+                raise AudioError(too_short_message(p, counted[0]))
+        except AudioError as e:
+            log.skip(i, p, e)
+            continue
+        if stats["padded"]:
+            log.pad(p, stats["frames"])
+        yield from ((i, ch) for ch in held)
 
 
 def _output_dim(encoder: torch.nn.Module, layer: str) -> int:

@@ -39,7 +39,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..settings import TrainConfig
-from ..data.h5io import CF_KNOWN, LABEL_BLOCK, SplitInfo, iter_labels, read_cf_known, read_ids, read_split_info
+from ..data.h5io import CF_DATA, CF_KNOWN, DATA, LABEL_BLOCK, SplitInfo, iter_labels, read_cf_known, read_ids, read_split_info
 from ..model.encoders import AudioEncoder, CFEncoder, GenreEncoder, MultiModalModel
 from ..data.tags import read_playlist_tags, tag_rows
 from ..layout import PLAYLIST_TAGS, TAG_W2V
@@ -76,7 +76,7 @@ class CropReader(FieldReader):
 
     def read(self, g: Any, index: int) -> Batch:
         s = int(self.starts[index])
-        crop = g["data"][index, s : s + self.crop]  # (crop_frames, 48): only these rows read
+        crop = g[DATA][index, s : s + self.crop]  # (crop_frames, 48): only these rows read
         return {"audio": torch.from_numpy(np.asarray(crop, dtype=np.float32))}
 
 
@@ -95,7 +95,7 @@ class CFReader(RowReader):
     stored flag, else "not an all-zero row"), read for the whole split at once."""
 
     def __init__(self, path: str):
-        super().__init__("cf_data", "cf")
+        super().__init__(CF_DATA, "cf")
         self.known, stored = read_cf_known(path)  # (N,) bool
         missing = int((~self.known).sum())
         if missing:
