@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 from musicrep.audio import N_MELS
-from musicrep.toy.melon import BAD_BANDS, DEFECT_KINDS, make_toy_melon, mel_path
+from musicrep.data.melon import mel_path
+from musicrep.toy.melon import make_toy_melon
+from musicrep.toy.melon_mels import BAD_BANDS, DEFECT_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"songs": 120, "playlists": 60, "frames": 300}
