@@ -250,19 +250,19 @@ def test_refuses_foreign_directory_and_changed_settings(tmp_path, imported) -> N
         _import(root, imported[1], segment="start")
 
 
-# ------------------------------------------------- README recipes on small format fixtures
+# --------------------------------- docs/own-collection.md recipes on small format fixtures
 
 FORMATS = REPO / "tests" / "data" / "formats"
+RECIPES = REPO / "docs" / "own-collection.md"
 
 
 def _recipe(name: str) -> str:
-    """The ```py block after `<!-- recipe: name -->` in README.md (```py, not ```python:
-    test_shipped_models runs the README's first ```python block)."""
+    """The ```py block after `<!-- recipe: name -->` in docs/own-collection.md."""
     import re
 
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    text = RECIPES.read_text(encoding="utf-8")
     m = re.search(rf"<!-- recipe: {name} -->\n```py\n(.*?)```", text, re.DOTALL)
-    assert m, f"README has no recipe {name}"
+    assert m, f"{RECIPES.name} has no recipe {name}"
     return m.group(1)
 
 
@@ -273,8 +273,8 @@ def _run_recipe(name: str, fixture: str, tmp_path: Path, monkeypatch) -> Path:
     shutil.copytree(FORMATS / fixture, work / (fixture if fixture != "m3u" else ""),
                     dirs_exist_ok=True)
     monkeypatch.chdir(work)
-    # The README block is the code under test: run it as a reader would paste it.
-    exec(compile(_recipe(name), f"README recipe {name}", "exec"), {"__name__": "recipe"})  # noqa: S102
+    # The docs block is the code under test: run it as a reader would paste it.
+    exec(compile(_recipe(name), f"docs recipe {name}", "exec"), {"__name__": "recipe"})  # noqa: S102
     return work
 
 
