@@ -44,7 +44,7 @@ They are reduced-width CNNs (`width` {width}: {params:,} parameters, against 3,9
 for the paper's width 1.0), trained for {epochs} epochs at lr {lr} and batch {batch}
 (bf16 {bf16}) instead of 400 epochs at lr 1e-4, so that the demo runs on a CPU.
 
-- **Train on Melon**: run the steps of the top-level README with `--melon-dir` pointing
+- **Train on Melon**: run the steps of docs/pipeline.md with `--melon-dir` pointing
   at the real dataset and the configs as they are (width 1.0, 400 epochs).
 - **Use the authors' published checkpoints** (trained on Melon; the `audio_encoder.pt`
   files in https://github.com/andrebola/contrastive-mir-learning/tree/master/models):
@@ -53,7 +53,7 @@ for the paper's width 1.0), trained for {epochs} epochs at lr {lr} and batch {ba
   `python encode.py --checkpoint path/to/audio_encoder.pt --input-layout reference FILES --out emb.npz`.
 
 Metrics below are on the generated test split ({test} tracks; continuation over
-{playlists} playlists), from `reports/demo/results.json`; see the top-level README for
+{playlists} playlists), from `reports/demo/results.json`; see docs/results.md for
 the full table with the reference rows.
 """
 

@@ -6,8 +6,8 @@
         [--segment melon|start|full] [--min-frames 1300]
 
 Then `scripts/create_dataset.py --melon-dir data/mine/melon ...` and everything after
-runs unchanged. Tables and output layout: src/musicrep/importer.py and the README
-section "Train on your own collection". Rerunning the same command resumes: finished
+runs unchanged. Tables and output layout: src/musicrep/data/importer.py and
+docs/own-collection.md. Rerunning the same command resumes: finished
 mels are reused. Unusable audio is skipped and listed in <out>/import_skipped.json.
 
 Exit status: 0 done (even with skipped files), 1 no usable track at all, 2 bad input

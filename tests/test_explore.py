@@ -1,4 +1,4 @@
-"""The explorer page: README's example runs; the page works in a real headless browser."""
+"""The explorer page: the docs' example runs; the page works in a real headless browser."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _payload(page: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def readme_pages(tiny_dataset, tmp_path_factory) -> Path:
-    """Run README's explorer block as written, in a folder shaped like the repository."""
+    """Run the docs' explorer block as written, in a folder shaped like the repository."""
     root = tmp_path_factory.mktemp("readme_explorer")
     (root / "models").symlink_to(REPO / "models")
     (root / "data" / "toy").mkdir(parents=True)

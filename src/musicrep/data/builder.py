@@ -27,7 +27,7 @@ all-zero CF row (cf.py). It is written with `cf_known = 0` (h5io.py), counted in
 manifest (`<split>_tracks_without_cf`) and listed in skipped.json; training keeps it out
 of every CF loss term (objectives.py) and uses it everywhere else.
 
-Failure rules (README "What happens when something goes wrong"): every argument is
+Failure rules (docs/failures.md): every argument is
 checked before any work; the dataset is built in a temporary directory beside the output
 and swapped in only when complete, so an error, Ctrl-C or a kill never leaves a partial
 dataset under the output name nor removes the previous one; a lock file beside the

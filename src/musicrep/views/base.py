@@ -18,7 +18,7 @@ CF vector). The objectives leave such tracks out of that view's loss terms.
 
 Adding a modality = one View subclass here (plus whatever writes its data), registered
 in VIEWS; the config names it in `views`/`targets`, and the model, the objectives, the
-dataset and the Trainer pick it up from there (README: "Adding a modality").
+dataset and the Trainer pick it up from there (docs/extending.md).
 
 Build order. `build_model` constructs the other encoders, then the heads, then the
 audio CNN: the order the original layout of this project drew its initial weights in,
