@@ -1,52 +1,12 @@
 #!/usr/bin/env python
 """Write a generated corpus in the Melon Playlist Dataset layout (see musicrep.toy.melon).
 
-    python scripts/make_toy_melon.py --out data/toy_melon [--songs 2000] [--playlists 1000]
-        [--frames 1876] [--n-major 8] [--seed 0] [--defects] [--force]
-
-Prints a one-line summary. Refuses (exit code 2, nothing written) when --out exists and
-is not empty, unless --force is given.
+Options and exit codes: musicrep.cli.make_toy_melon (`--help`).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from musicrep.toy.melon import make_toy_melon
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True, help="corpus directory to create")
-    ap.add_argument("--songs", type=int, default=2000)
-    ap.add_argument("--playlists", type=int, default=1000)
-    ap.add_argument("--frames", type=int, default=1876, help="mel frames per song (T)")
-    ap.add_argument("--n-major", type=int, default=8, help="number of major genres")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--defects", action="store_true",
-                    help="plant missing/corrupt/zero/short/wrong-shape/NaN mels and empty genres")
-    ap.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    a = ap.parse_args(argv)
-    try:
-        s = make_toy_melon(a.out, songs=a.songs, playlists=a.playlists, frames=a.frames,
-                           n_major=a.n_major, seed=a.seed, defects=a.defects, force=a.force)
-    except FileExistsError:
-        print(f"make_toy_melon: error: {a.out} exists and is not empty (use --force to replace it)",
-              file=sys.stderr)
-        return 2
-    except ValueError as e:
-        print(f"make_toy_melon: error: {e}", file=sys.stderr)
-        return 2
-    sp = s["splits"]
-    bad = ", ".join(f"{k} {len(v)}" for k, v in s["defects"].items()) if a.defects else "none"
-    print(f"wrote {s['out']}: {s['songs']} songs, {s['playlists']} playlists "
-          f"(train {sp['train']} / val {sp['val']} / test {sp['test']}), "
-          f"{s['genre_codes']} genre codes ({s['n_major']} major), mels 48x{s['frames']}, "
-          f"{s['songs_in_playlists']} songs in playlists, defects: {bad}; {s['seconds']} s")
-    return 0
-
+from musicrep.cli.make_toy_melon import main
 
 if __name__ == "__main__":
     sys.exit(main())
