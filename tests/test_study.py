@@ -1,4 +1,4 @@
-"""The study pipeline (musicrep.study.core) end to end on a very small plan: the lr grid picks
+"""The study pipeline (musicrep.study) end to end on a very small plan: the lr grid picks
 per family and its winner is reused, every run and reference is evaluated on both layers,
 the report has intervals and paired comparisons, and a rerun trains nothing."""
 
@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
-from musicrep.study import core as study
+from musicrep.cli.study import main
+from musicrep.evaluation.tasks import TASK_COLUMNS
+from musicrep.study.analysis import late_gain, metric_columns
+from musicrep.study.directory import Layout, StudyError
+from musicrep.study.pipeline import evaluated, run_study, trained
+from musicrep.study.plan import LAYERS, POPULARITY, RANDOM, REFERENCE, SMOKE, STUDY_CONFIGS, check_plan
+from musicrep.study.report import write_report
 
 # Two configs (the reference and one baseline), two seeds, a two-lr grid for the
 # contrastive family, one step per epoch: the whole pipeline in about a minute.
 PLAN = replace(
-    study.SMOKE, name="test", songs=560, playlists=240,
+    SMOKE, name="test", songs=560, playlists=240,
     configs=["baseline_MF", "contrastive_MF_gnr"],
     grid_configs={"baseline": "baseline_MF", "contrastive": "contrastive_MF_gnr"},
     lr_grid={"baseline": [3e-3], "contrastive": [1e-3, 3e-3]},
@@ -31,9 +37,9 @@ def _targets(root: Path) -> dict[Path, int]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     root = tmp_path_factory.mktemp("study") / "s"
-    layout = study.Layout(root)
-    study.run_study(layout, PLAN, device="cpu", progress=False)
-    study.write_report(layout, PLAN, publish=root.parent / "published")
+    layout = Layout(root)
+    run_study(layout, PLAN, device="cpu", progress=False)
+    write_report(layout, PLAN, publish=root.parent / "published")
     return layout
 
 
@@ -48,10 +54,10 @@ def test_runs_grid_and_reuse(finished):
     assert (finished.run("contrastive_MF_gnr", chosen, 1) / "eval.npz").is_file()
     assert not finished.run("contrastive_MF_gnr", other, 1).exists()
     for seed in PLAN.seeds:
-        assert (finished.reference(study.RANDOM, seed) / "eval.npz").is_file()
+        assert (finished.reference(RANDOM, seed) / "eval.npz").is_file()
         info = json.loads((finished.run("baseline_MF", 3e-3, seed) / "config.json").read_text())
         assert info["training"]["epochs_run"] <= 2 and info["patience"] == 1
-    assert json.loads((root / "study.json").read_text()) == json.loads(json.dumps(study.asdict(PLAN)))
+    assert json.loads((root / "study.json").read_text()) == json.loads(json.dumps(asdict(PLAN)))
 
 
 def test_report_rows_and_comparisons(finished):
@@ -62,24 +68,24 @@ def test_report_rows_and_comparisons(finished):
     # no machine paths in a report that gets committed
     assert str(finished.root.resolve()) not in text and "STUDY_DIR/data/melon" in text
     rows = {(r["model"], r["layer"]): r for r in result["rows"]}
-    models = ["baseline_MF", "contrastive_MF_gnr", study.RANDOM, study.POPULARITY]
-    assert set(rows) == {(m, layer) for m in models for layer in study.LAYERS}
+    models = ["baseline_MF", "contrastive_MF_gnr", RANDOM, POPULARITY]
+    assert set(rows) == {(m, layer) for m in models for layer in LAYERS}
     for (model, layer), r in rows.items():
-        assert r["n_seeds"] == (1 if model == study.POPULARITY else 2)
-        for col in study.metric_columns():
+        assert r["n_seeds"] == (1 if model == POPULARITY else 2)
+        for col in metric_columns():
             v = r[col]
-            if model == study.POPULARITY and col not in study.TASK_COLUMNS["continuation"]:
+            if model == POPULARITY and col not in TASK_COLUMNS["continuation"]:
                 assert v is None
                 continue
             assert v is not None, (model, layer, col)
             assert v["ci_low"] <= v["ci_high"]
-            if model != study.POPULARITY:
+            if model != POPULARITY:
                 assert v["std"] >= 0
     assert rows[("baseline_MF", "z")]["genre_roc_auc"] != rows[("baseline_MF", "z_d")]["genre_roc_auc"]
     comps = {(c["versus"], c["layer"]): c for c in result["comparisons"]}
-    assert set(comps) == {(m, layer) for m in models if m != study.REFERENCE for layer in study.LAYERS}
+    assert set(comps) == {(m, layer) for m in models if m != REFERENCE for layer in LAYERS}
     for c in comps.values():
-        assert c["model"] == study.REFERENCE and c["n_seeds"] == 2
+        assert c["model"] == REFERENCE and c["n_seeds"] == 2
         d = c["ndcg@100"]
         assert 0 < d["p_value"] <= 1 and d["ci_low"] <= d["ci_high"]
     # the difference is the difference of the seed means
@@ -101,7 +107,7 @@ def test_report_rows_and_comparisons(finished):
 
 def test_rerun_trains_nothing_and_report_only(finished, capsys):
     before = _targets(finished.root)
-    study.run_study(finished, PLAN, device="cpu", progress=False)
+    run_study(finished, PLAN, device="cpu", progress=False)
     assert _targets(finished.root) == before
     assert "already finished and evaluated" in capsys.readouterr().out
 
@@ -111,12 +117,12 @@ def test_rerun_trains_nothing_and_report_only(finished, capsys):
     lost = run / "eval.npz"
     for name in ("eval.npz", "eval.json", "audio_encoder.pt", "audio_encoder_best.pt"):
         (run / name).unlink()
-    study.run_study(finished, PLAN, device="cpu", progress=False)
+    run_study(finished, PLAN, device="cpu", progress=False)
     after = _targets(finished.root)
     assert (run / "audio_encoder_best.pt").is_file() and "resuming from" in capsys.readouterr().out
     assert lost.is_file() and after.pop(lost) != before.pop(lost) and after == before
 
-    assert study.main(["--study-dir", str(finished.root), "--report-only"]) == 0
+    assert main(["--study-dir", str(finished.root), "--report-only"]) == 0
 
 
 def test_reading_goes_into_the_report(finished, tmp_path, capsys):
@@ -128,40 +134,40 @@ def test_reading_goes_into_the_report(finished, tmp_path, capsys):
     for bad, why in ((tmp_path / "absent.md", "cannot read"), (tmp_path / "empty.md", "empty")):
         if why == "empty":
             bad.write_text("  \n")
-        assert study.main(["--study-dir", str(finished.root), "--report-only", "--reading", str(bad)]) == 2
+        assert main(["--study-dir", str(finished.root), "--report-only", "--reading", str(bad)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(bad) in err[0] and why in err[0]
         assert (finished.report / "results.md").read_text() == before
     try:
-        assert study.main(["--study-dir", str(finished.root), "--report-only", "--reading", str(reading)]) == 0
+        assert main(["--study-dir", str(finished.root), "--report-only", "--reading", str(reading)]) == 0
         md = (finished.report / "results.md").read_text()
         assert "## Reading\n\nThe baselines lead on genre; mood is within noise.\n" in md
         assert "READING: placeholder" not in md
         assert json.loads((finished.report / "results.json").read_text())["reading"] == reading.read_text()
     finally:  # the module's other tests expect the placeholder
-        study.write_report(finished, PLAN)
+        write_report(finished, PLAN)
 
 
 def test_other_plan_is_refused(finished, capsys):
-    with pytest.raises(study.StudyError, match="differs in"):
-        study.check_plan(finished, replace(PLAN, seeds=[0, 1, 2]))
-    assert study.main(["--study-dir", str(finished.root), "--smoke"]) == 2
+    with pytest.raises(StudyError, match="differs in"):
+        check_plan(finished, replace(PLAN, seeds=[0, 1, 2]))
+    assert main(["--study-dir", str(finished.root), "--smoke"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "study.json" in err[0] and "another --study-dir" in err[0]
 
 
 def test_report_only_without_runs_exits_2(tmp_path, capsys):
-    assert study.main(["--study-dir", str(tmp_path / "none"), "--report-only"]) == 2
+    assert main(["--study-dir", str(tmp_path / "none"), "--report-only"]) == 2
     assert "not a study directory" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_smoke_study_end_to_end(tmp_path):
     """What `make study STUDY_SMOKE=1` runs: every config, the same report files."""
-    assert study.main(["--smoke", "--study-dir", str(tmp_path / "smoke"), "--quiet"]) == 0
+    assert main(["--smoke", "--study-dir", str(tmp_path / "smoke"), "--quiet"]) == 0
     report = tmp_path / "smoke" / "report"
     result = json.loads((report / "results.json").read_text())
-    assert {r["model"] for r in result["rows"]} == set(study.STUDY_CONFIGS) | {study.RANDOM, study.POPULARITY}
+    assert {r["model"] for r in result["rows"]} == set(STUDY_CONFIGS) | {RANDOM, POPULARITY}
     for name in ("results.md", "results.csv", "errorbars_z_d_genre.png"):
         assert (report / name).is_file()
 
@@ -172,7 +178,7 @@ def test_late_gain_says_how_far_from_converged(tmp_path):
     def run(val):
         p = tmp_path / f"m{len(list(tmp_path.iterdir()))}.csv"
         p.write_text("epoch,val_loss\n" + "".join(f"{i},{v}\n" for i, v in enumerate(val, 1)))
-        return study.late_gain(p, last=2)
+        return late_gain(p, last=2)
 
     assert run([4.0, 2.0, 1.0, 1.0, 1.0]) == 0.0
     assert run([4.0, 3.0, 2.5, 2.0, 1.0]) == pytest.approx(1.5 / 3.0)
@@ -191,16 +197,16 @@ def test_a_run_stopped_before_min_epochs_is_not_finished(tmp_path):
 
     def training(epochs_run, stopped):
         (run / "config.json").write_text(json.dumps({"training": {"epochs_run": epochs_run, "stopped_early": stopped}}))
-        return study.trained(run, plan)
+        return trained(run, plan)
 
-    assert not study.trained(run, plan)  # no config.json yet
+    assert not trained(run, plan)  # no config.json yet
     assert training(30, False) and training(18, True) and training(15, True)
     assert not training(7, True) and not training(20, False)  # stopped on the plateau; interrupted
 
-    assert not study.evaluated(run)
+    assert not evaluated(run)
     (run / "last.pt").write_bytes(b"x")
     (run / "eval.npz").write_bytes(b"x")
-    assert study.evaluated(run)
+    assert evaluated(run)
     t = (run / "eval.npz").stat().st_mtime_ns
     os.utime(run / "last.pt", ns=(t + 10**9, t + 10**9))  # trained again after the evaluation
-    assert not study.evaluated(run)
+    assert not evaluated(run)

@@ -1,0 +1,18 @@
+"""The study (issue #11): does contrasting audio with CF *and* genres beat the rest here?
+
+Every config, several seeds, each trained to convergence on one generated corpus, with
+intervals and paired comparisons. Where each part lives:
+
+    plan.py        the plan: configs, seeds, lr grid, epochs, the time estimate
+    directory.py   the study directory: where each step writes its file; StudyError
+    pipeline.py    which runs exist; training and evaluating them resumably
+    evaluate.py    one encoder evaluated on both layers (eval.json, eval.npz)
+    analysis.py    the finished runs collected; intervals and paired differences
+    stats.py       the bootstrap: intervals and paired comparisons on per-item results
+    report.py      results.md/.csv/.json, plots, the published copy, the reading
+
+The command line is musicrep.cli.study (scripts/study.py).
+
+The corpus is generated: the numbers say what the objectives do on data with planted
+structure, nothing about real music, and the models are useless for real music.
+"""

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..evaluation.report import TASK_COLUMNS
+from ..evaluation.tasks import TASK_COLUMNS
 
 __all__ = [
     "CONFIDENCE",
