@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from musicrep.evaluation.core import (
-    ROW_KEYS,
+from musicrep.evaluation.continuation import (
     continuation_metrics,
     continuation_queries,
-    load_eval_data,
-    major_genre_targets,
-    model_names,
     popularity_metrics,
 )
+from musicrep.evaluation.data import load_eval_data, major_genre_targets
+from musicrep.evaluation.run import model_names
+from musicrep.evaluation.tasks import ROW_KEYS
 from musicrep.evaluation.metrics import macro_roc_pr_auc
 from musicrep.model.encoders import AudioEncoder
 from musicrep.evaluation.report import find_metrics_csv
@@ -203,7 +202,7 @@ def test_evaluate_rejects_non_encoder(eval_dataset, tmp_path, capsys) -> None:
 
 def test_probe_finds_planted_genre_signal(eval_dataset) -> None:
     """Embeddings that carry the major genre give a near-perfect probe; noise does not."""
-    from musicrep.evaluation.core import evaluate_embeddings
+    from musicrep.evaluation.tasks import evaluate_embeddings
 
     data = load_eval_data(eval_dataset)
     rng = np.random.default_rng(0)
@@ -227,7 +226,7 @@ def test_probe_finds_planted_genre_signal(eval_dataset) -> None:
 def test_vote_protocol_by_hand() -> None:
     """Each known track retrieves its top-2 test tracks; candidates ranked by votes,
     ties by mean similarity (hand-checked on unit vectors in the plane)."""
-    from musicrep.evaluation.core import _vote_rankings, continuation_vote_metrics
+    from musicrep.evaluation.continuation import continuation_vote_metrics, vote_rankings
 
     ang = np.deg2rad
     vec = lambda a: np.array([np.cos(ang(a)), np.sin(ang(a))], dtype=np.float32)  # noqa: E731
@@ -241,7 +240,7 @@ def test_vote_protocol_by_hand() -> None:
 
     sims = (known / np.linalg.norm(known, axis=1, keepdims=True)) @ test.T
     idx = top_k(sims, 2)
-    ranked = _vote_rankings(idx, np.take_along_axis(sims, idx, 1), [np.array([0, 1, 2])], 5)
+    ranked = vote_rankings(idx, np.take_along_axis(sims, idx, 1), [np.array([0, 1, 2])], 5)
     assert ranked.tolist() == [[2, 1, 0, 3, -1]]  # row 4 never retrieved: padded
 
     m = continuation_vote_metrics(known, test, [np.array([0, 1, 2])], [np.array([3, 4])],
@@ -341,7 +340,7 @@ def test_mood_column_from_generated_truth(toy_melon, tiny_dataset, tmp_path, cap
 
 
 def test_generated_flag_from_manifest_source(eval_dataset) -> None:
-    from musicrep.evaluation.core import dataset_is_generated
+    from musicrep.evaluation.data import dataset_is_generated
 
     assert dataset_is_generated(eval_dataset, {"source": {"generated": True}})
     assert not dataset_is_generated(eval_dataset, {"source": {"generated": False,

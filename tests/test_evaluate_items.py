@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from musicrep.evaluation.core import load_eval_data, read_items, run_evaluation
+from musicrep.evaluation.data import load_eval_data
+from musicrep.evaluation.items import read_items
+from musicrep.evaluation.run import run_evaluation
 from musicrep.model.encoders import AudioEncoder
 from musicrep.study.stats import metric_replicates
 

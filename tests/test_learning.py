@@ -20,7 +20,8 @@ import pytest
 
 from musicrep.cli.train import main
 from musicrep.data.builder import DatasetArgs, create_dataset
-from musicrep.evaluation.core import load_eval_data, run_evaluation
+from musicrep.evaluation.data import load_eval_data
+from musicrep.evaluation.run import run_evaluation
 from musicrep.data.genre_w2v import train_from_dataset
 from musicrep.toy.melon import make_toy_melon
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicrep.evaluation.core import load_eval_data
+from musicrep.evaluation.data import load_eval_data
 
 from tests.test_evaluate import make_eval_dataset
 

@@ -118,14 +118,6 @@ def _check_writable(out: Path) -> None:
         raise ValueError(f"--out {out}: cannot write in {parent} ({e.strerror or e})") from None
 
 
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    from ..io import atomic_path
-
-    # A file object, so numpy does not append ".npz" to the temporary name.
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
@@ -136,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..evaluation.embeddings import write_embedding_file
     from ..inference.embed import embed_hdf5, find_audio_files
     from ..inference.encoder import load_encoder
     from ..io import write_json
@@ -168,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"error: {args.hdf5}: the split holds no tracks; nothing written",
                   file=sys.stderr)
             return 1
-        _save_npz(out, {**res, **meta})
+        write_embedding_file(out, {**res, **meta})
         print(f"wrote {out}: {len(res['ids'])} tracks, embeddings {res['embeddings'].shape}",
               file=sys.stderr)
         return 0
@@ -196,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
     arrays = {"embeddings": res.embeddings, "paths": np.array(res.paths, dtype=str), **meta}
     if res.file_index is not None:
         arrays["file_index"] = res.file_index
-    _save_npz(out, arrays)
+    write_embedding_file(out, arrays)
     write_json(Path(f"{out}.skipped.json"), {"skipped": skipped, "padded": res.padded})
     print(
         f"wrote {out}: {len(res.paths)} files encoded, {len(skipped)} skipped, "

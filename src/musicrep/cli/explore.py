@@ -7,7 +7,8 @@
 The page is self-contained (inline script and data, no network): a PCA / t-SNE map of
 the tracks coloured by major genre (with --dataset; else by folder), hover for the id
 or path and genres, click for the 10 nearest neighbours by cosine. With --dataset the
-embeddings must carry track ids (`encode.py --hdf5`, one .npz per split), or give
+embeddings must carry track ids (`encode.py --hdf5`, one .npz per split; the file
+format: musicrep.evaluation.embeddings), or give
 --checkpoint to embed the dataset's three splits here; a playlist chooser then shows
 a playlist's known tracks and its top cold-start candidates among the test tracks,
 held-out hits marked. --best-of takes the model with the highest ndcg@100 of an
@@ -50,19 +51,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _read_npz(path: Path) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable .npz from encode.py ({e})") from None
-    if "embeddings" not in d or ("paths" not in d and "ids" not in d):
-        raise ValueError(f"{path}: expected fields 'embeddings' and 'paths' or 'ids'")
-    if "file_index" in d:
-        raise ValueError(f"{path}: holds per-chunk rows; encode without --chunks")
-    return d
-
-
 def _best_of(results: Path) -> str:
     try:
         res = json.loads(results.read_text(encoding="utf-8"))
@@ -82,6 +70,7 @@ def _embed_dataset(ckpt: str, dataset: Path, args: argparse.Namespace) -> tuple[
 
     from ..inference.embed import embed_hdf5
     from ..inference.encoder import load_encoder
+    from ..layout import SPLITS, DatasetLayout
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -89,8 +78,9 @@ def _embed_dataset(ckpt: str, dataset: Path, args: argparse.Namespace) -> tuple[
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     ids, emb = [], []
-    for split in ("train", "val", "test"):
-        res = embed_hdf5(enc.model, dataset / f"{split}.h5", enc.layer, enc.device,
+    lay = DatasetLayout(dataset)
+    for split in SPLITS:
+        res = embed_hdf5(enc.model, lay.split(split), enc.layer, enc.device,
                          progress=not args.quiet, precision=enc.info["precision"])
         ids.append(res["ids"])
         emb.append(res["embeddings"])
@@ -114,14 +104,16 @@ def _run(args: argparse.Namespace) -> int:
 
     dataset = Path(args.dataset) if args.dataset else None
     if args.embeddings:
-        parts = [_read_npz(Path(p)) for p in args.embeddings]
-        if len({"ids" in d for d in parts}) > 1:
+        from ..evaluation.embeddings import per_track_rows, read_embedding_file
+
+        parts = [per_track_rows(read_embedding_file(p)) for p in args.embeddings]
+        if len({d.ids is not None for d in parts}) > 1:
             raise ValueError("--embeddings: mix of files with ids and with paths")
-        emb = np.concatenate([d["embeddings"] for d in parts]).astype(np.float32)
-        key = "ids" if "ids" in parts[0] else "paths"
-        names = np.concatenate([d[key] for d in parts])
-        first = parts[0]
-        info = {k: str(first[k]) for k in ("checkpoint", "layer", "trained_on") if k in first}
+        emb = np.concatenate([d.embeddings for d in parts]).astype(np.float32)
+        key = "ids" if parts[0].ids is not None else "paths"
+        names = np.concatenate([d.labels for d in parts])
+        meta = parts[0].meta
+        info = {k: str(meta[k]) for k in ("checkpoint", "layer", "trained_on") if k in meta}
         data = {key: names, "embeddings": emb}
     else:
         ckpt = args.checkpoint or _best_of(Path(args.best_of))
@@ -146,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
     if dataset is not None:
         if key != "ids":
             raise ValueError("--dataset needs embeddings with track ids (encode.py --hdf5)")
-        from ..evaluation.core import load_eval_data
+        from ..evaluation.data import load_eval_data
 
         ev = load_eval_data(dataset)
         of_id = {}

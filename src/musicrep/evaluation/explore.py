@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .continuation import l2_normalise
+
 __all__ = ["N_NEIGHBOURS", "PageData", "build_page", "write_explorer"]
 
 N_NEIGHBOURS = 10
@@ -39,17 +41,12 @@ class PageData:
     n_points: int
 
 
-def _l2(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def nearest_neighbours(
     emb: np.ndarray, k: int = N_NEIGHBOURS, block: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, D) -> ((N, k') indices, (N, k') cosines) of each row's nearest other rows,
     k' = min(k, N - 1), computed a block of rows at a time."""
-    x = _l2(emb)
+    x = l2_normalise(emb)
     n = len(x)
     k = min(k, n - 1)
     idx = np.zeros((n, k), dtype=np.int64)
@@ -71,7 +68,7 @@ def projections(emb: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
-    x = _l2(emb)
+    x = l2_normalise(emb)
     n = len(x)
     out = {}
     if n >= 2:
@@ -106,7 +103,7 @@ def playlist_view(
     """
     row_of = {int(t): i for i, t in enumerate(ids)}
     test_rows = np.array([row_of[int(t)] for t in test_ids if int(t) in row_of], dtype=np.int64)
-    x = _l2(emb)
+    x = l2_normalise(emb)
     views = []
     for pl in playlists:
         if len(views) >= max_playlists or not len(test_rows):
@@ -115,7 +112,7 @@ def playlist_view(
         held = {row_of[int(t)] for t in pl.get("held_out", ()) if int(t) in row_of}
         if not known or not held:
             continue
-        q = _l2(x[known].mean(axis=0, keepdims=True))[0]
+        q = l2_normalise(x[known].mean(axis=0, keepdims=True))[0]
         scores = x[test_rows] @ q
         top = np.argsort(-scores, kind="stable")[:n_candidates]
         cands = test_rows[top]

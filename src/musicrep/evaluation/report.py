@@ -10,7 +10,9 @@ rename), so a crash never leaves a truncated table or image under its final name
     embedding_maps.png  2-D PCA of a test subsample per model, coloured by major genre
     loss_curves.png     training losses from each run's metrics.csv (when found)
 
-Plots use matplotlib's Agg backend, so no display is needed.
+Plots use matplotlib's Agg backend, so no display is needed. The columns, the bar
+plots' tasks and the legend come from the task registry (``evaluation.tasks``);
+``TASK_COLUMNS`` is importable from here too.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_path, write_json
+from .tasks import COLUMNS, LEGEND, OPTIONAL_TASKS, TASK_COLUMNS
 
 __all__ = [
+    "GENERATED_NOTE",
     "TASK_COLUMNS",
     "find_metrics_csv",
     "format_markdown",
@@ -39,37 +43,10 @@ __all__ = [
     "write_tables",
 ]
 
-TASK_COLUMNS: dict[str, tuple[str, ...]] = {
-    "genre": ("genre_roc_auc", "genre_pr_auc"),
-    "tagging": ("tag_roc_auc", "tag_pr_auc"),
-    "continuation": ("recall@100", "r_precision", "ndcg@100", "map@100"),
-    "continuation_vote": ("vote_recall@100", "vote_r_precision", "vote_ndcg@100",
-                          "vote_map@100"),
-    "mood": ("mood_r2", "mood_spearman"),
-}
-COLUMNS = ("model", *(c for cols in TASK_COLUMNS.values() for c in cols))
-#: Tasks that only some datasets have: left out of the Markdown table when no row has them.
-OPTIONAL_TASKS = ("mood",)
 GENERATED_NOTE = (
     "Generated corpus: these numbers come from data written by a generator, not from "
     "real music; models trained on it are useless for real music."
 )
-
-LEGEND = """\
-Genre and tagging: linear probe (standardised features, logistic regression one-vs-rest)
-trained on train+val embeddings, scored on test tracks; ROC-AUC and PR-AUC (average
-precision) macro over major genres / the top-50 playlist tags. Continuation: for each
-playlist with tracks in train/val and in test, all test tracks ranked by cosine
-similarity to the mean of the playlist's known tracks' normalised embeddings; held-out
-test tracks scored with Recall@100, R-precision, NDCG@100, MAP@100 (mean over playlists).
-vote_*: the same metrics for the second protocol (each known track retrieves its 100
-most similar test tracks; candidates ranked by how many known tracks retrieved them,
-ties by mean similarity). mood (generated corpora only): ridge probe of the generator's
-hidden per-song mood, R^2 and Spearman on test tracks.
-random-init: untrained encoder of the first model's architecture. popularity: test
-tracks ranked by their playlist count in popularity.json (which includes the evaluated
-playlists, so it is an optimistic reference). Empty cells: not applicable."""
-
 
 def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):

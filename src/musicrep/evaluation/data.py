@@ -1,0 +1,242 @@
+"""The evaluation's data: what a dataset directory holds besides the audio.
+
+``load_eval_data`` reads the track ids of each split, the genre targets (multi-hot over
+the major genres: a track counts as positive for a major genre when its labels hold the
+major code GNxx00 or any of its detail codes GNxxyy, so a track annotated only at the
+detail level is not a negative), the tag targets (the top-50 playlist tags of
+``track_tags.json``: a song inherits the tags of the playlists containing it), the
+continuation playlists, the popularity counts, the manifest, and on a generated corpus
+the generator's hidden per-song mood (``generated_truth.json``, found with ``--truth``
+or through the manifest's source directory). Every file name comes from
+``musicrep.layout``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.h5io import read_labels
+from ..layout import (
+    CONTINUATION,
+    GENRES,
+    POPULARITY,
+    SPLITS,
+    TRACK_TAGS,
+    TRUTH_FILE,
+    DatasetLayout,
+    corpus_origin,
+)
+
+__all__ = [
+    "EvalData",
+    "dataset_is_generated",
+    "find_truth_file",
+    "load_eval_data",
+    "load_truth",
+    "major_genre_targets",
+    "note",
+    "tag_targets",
+]
+
+
+def note(msg: str) -> None:
+    """A ``note:`` line on stderr (a task or file skipped, a caveat)."""
+    print(f"note: {msg}", file=sys.stderr)
+
+
+def _read_json(path: Path, required_keys: Sequence[str] = ()) -> Any:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read JSON ({e})") from None
+    for key in required_keys:
+        if not isinstance(obj, dict) or key not in obj:
+            raise ValueError(f"{path}: missing field '{key}'")
+    return obj
+
+
+@dataclass
+class EvalData:
+    """Everything the tasks need besides the embeddings; optional parts may be None."""
+
+    root: Path
+    ids: dict[str, np.ndarray]  # split -> (N,) track ids
+    genre_y: dict[str, np.ndarray]  # split -> (N, n_major) uint8
+    major_names: list[str]
+    tag_y: dict[str, np.ndarray] | None  # split -> (N, n_tags) uint8
+    tag_names: list[str] | None
+    playlists: list[dict] | None  # continuation.json "playlists"
+    popularity: dict[str, float] | None
+    manifest: dict = field(default_factory=dict)
+    mood: dict[str, np.ndarray] | None = None  # split -> (N,) hidden mood (generated only)
+    generated: bool = False  # the dataset was built from a generated corpus
+    truth_path: Path | None = None
+
+
+def major_genre_targets(labels: np.ndarray, genres: dict) -> tuple[np.ndarray, list[str]]:
+    """(N, W) -1-padded genre indices -> ((N, n_major) uint8 multi-hot, major codes).
+
+    Column j is major genre j of the vocabulary (codes ending "00", in vocabulary
+    order); a detail code GNxxyy also switches on its major GNxx00.
+    """
+    codes = list(genres["codes"])
+    major_flags = list(genres.get("major") or [c.endswith("00") for c in codes])
+    if len(major_flags) != len(codes):
+        raise ValueError(f"{GENRES}: 'major' and 'codes' differ in length")
+    majors = [c for c, m in zip(codes, major_flags) if m]
+    col_of_major = {c: j for j, c in enumerate(majors)}
+    # vocabulary index -> major column (or -1 when the code's major is not in the vocabulary)
+    to_col = np.array([col_of_major.get(c[:4] + "00", -1) for c in codes], dtype=np.int64)
+    labels = np.asarray(labels)
+    # Work on the few set entries only (a handful per track), not on an int64 copy of
+    # the whole (N, 100) padded matrix.
+    rows, pos = np.nonzero(labels >= 0)
+    idx = labels[rows, pos].astype(np.int64)
+    if idx.size and idx.max() >= len(codes):
+        raise ValueError(
+            f"genre label index {int(idx.max())} is outside the vocabulary of {len(codes)} codes"
+        )
+    cols = to_col[idx]
+    y = np.zeros((labels.shape[0], len(majors)), dtype=np.uint8)
+    keep = cols >= 0
+    y[rows[keep], cols[keep]] = 1
+    return y, majors
+
+
+def tag_targets(ids: np.ndarray, track_tags: dict) -> np.ndarray:
+    """(N,) track ids -> (N, n_tags) uint8 from track_tags.json; unknown tracks have no tags."""
+    n_tags = len(track_tags["tags"])
+    tracks = track_tags["tracks"]
+    y = np.zeros((len(ids), n_tags), dtype=np.uint8)
+    for i, t in enumerate(ids):
+        for j in tracks.get(str(int(t)), ()):
+            if not 0 <= int(j) < n_tags:
+                raise ValueError(
+                    f"{TRACK_TAGS}: track {t} has tag index {j} outside 0..{n_tags - 1}"
+                )
+            y[i, int(j)] = 1
+    return y
+
+
+
+def _present(path: Path, skipped: str) -> bool:
+    """Whether an optional side file exists; if not, a note says what is ``skipped``."""
+    if path.is_file():
+        return True
+    note(f"{path} not found: {skipped}")
+    return False
+
+
+def _split_targets(lay: DatasetLayout) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                                 list[str]]:
+    """(ids per split, major-genre targets per split, major genre names)."""
+    genres = _read_json(lay.genres, ("codes",))
+    ids, genre_y = {}, {}
+    majors: list[str] = []
+    for s in SPLITS:
+        ids[s], labels = read_labels(lay.split(s))  # the layout's one owner reads and checks it
+        genre_y[s], majors = major_genre_targets(labels, genres)
+    names_of = dict(zip(genres["codes"], genres.get("names") or genres["codes"]))
+    return ids, genre_y, [str(names_of.get(c, c)) for c in majors]
+
+
+def load_eval_data(dataset_dir: str | os.PathLike,
+                   truth: str | os.PathLike | None = None) -> EvalData:
+    """Read labels, ids and the side files of a dataset directory.
+
+    train.h5, val.h5, test.h5 and genres.json are required (ValueError naming the file
+    otherwise). Without track_tags.json the tagging columns are empty; without
+    continuation.json or popularity.json the continuation columns, resp. the
+    popularity row; without manifest.json the "dataset" entry is empty; each with a
+    note on stderr.
+    """
+    root = Path(dataset_dir)
+    lay = DatasetLayout(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: no such dataset directory")
+    for path in (*(lay.split(s) for s in SPLITS), lay.genres):
+        if not path.is_file():
+            raise ValueError(f"{path}: missing (required dataset file)")
+    ids, genre_y, major_names = _split_targets(lay)
+
+    tag_y = tag_names = None
+    if _present(lay.track_tags, "tagging task skipped"):
+        tt = _read_json(lay.track_tags, ("tags", "tracks"))
+        tag_y = {s: tag_targets(ids[s], tt) for s in SPLITS}
+        tag_names = list(tt["tags"])
+    playlists = popularity = None
+    if _present(lay.file(CONTINUATION), "continuation task skipped"):
+        playlists = _read_json(lay.file(CONTINUATION), ("playlists",))["playlists"]
+    if _present(lay.file(POPULARITY), "popularity reference skipped"):
+        popularity = _read_json(lay.file(POPULARITY))
+        if not isinstance(popularity, dict):
+            raise ValueError(f"{lay.file(POPULARITY)}: expected an object track id -> count")
+    manifest: dict = {}
+    if _present(lay.manifest, "results.json 'dataset' left empty"):
+        manifest = _read_json(lay.manifest)
+
+    truth_path = Path(truth) if truth is not None else find_truth_file(root, manifest)
+    if truth is not None and not truth_path.is_file():
+        raise ValueError(f"{truth_path}: truth file not found")
+    mood = load_truth(truth_path, ids) if truth_path is not None else None
+    return EvalData(root, ids, genre_y, major_names, tag_y, tag_names, playlists, popularity,
+                    manifest, mood,
+                    dataset_is_generated(root, manifest) or truth_path is not None, truth_path)
+
+
+def find_truth_file(data_root: Path, manifest: dict) -> Path | None:
+    """``generated_truth.json`` of the corpus a dataset was built from, or None.
+
+    Looked for in the manifest's ``source.melon_dir`` (or a plain string ``source``),
+    as given and relative to the dataset directory.
+    """
+    melon = _melon_dir_of(manifest)
+    if melon is None:
+        return None
+    for cand in (Path(melon), data_root / melon):
+        if (cand / TRUTH_FILE).is_file():
+            return cand / TRUTH_FILE
+    return None
+
+
+def _melon_dir_of(manifest: dict) -> str | None:
+    src = manifest.get("source")
+    if isinstance(src, dict):
+        src = src.get("melon_dir")
+    return src if isinstance(src, str) and src else None
+
+
+def dataset_is_generated(data_root: Path, manifest: dict) -> bool:
+    """True when the dataset's manifest says its source was generated.
+
+    The manifest's ``source.generated`` decides; a manifest without it falls back to
+    the presence of ``generated.json`` in the source Melon directory.
+    """
+    return corpus_origin(manifest, data_root)[0] == "generated"
+
+
+def load_truth(path: Path, split_ids: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Hidden per-song mood for each split's ids from ``generated_truth.json``.
+
+    The file holds ``song_mood``: a list indexed by song id (toy.py writes it).
+    """
+    obj = _read_json(path, ("song_mood",))
+    mood = np.asarray(obj["song_mood"], dtype=np.float64)
+    if mood.ndim != 1:
+        raise ValueError(f"{path}: 'song_mood' must be a list of numbers")
+    out = {}
+    for s, ids in split_ids.items():
+        if ids.size and (ids.min() < 0 or ids.max() >= mood.size):
+            raise ValueError(f"{path}: 'song_mood' has {mood.size} songs but split {s} holds "
+                             f"track id {int(ids.max())}: truth of another corpus?")
+        out[s] = mood[ids]
+    return out
+

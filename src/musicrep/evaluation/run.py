@@ -1,0 +1,246 @@
+"""One evaluation run: every model and embedding set on every task, plus reference rows.
+
+``run_evaluation`` embeds the train, val and test tracks of the dataset with each
+model (``musicrep.inference.embed``), reads the precomputed embedding sets
+(``evaluation.embeddings``) and scores each on the tasks of ``evaluation.tasks``.
+
+Reference rows. "random-init": an untrained encoder of the same width and input
+layout as the first model, initialised from ``seed``. "popularity": one ranking of
+the test tracks for every playlist by their count in ``popularity.json``
+(``evaluation.continuation``); it has no genre or tag columns.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..inference.embed import DEFAULT_LAYER, embed_hdf5, resolve_checkpoint
+from ..layout import SPLITS, DatasetLayout
+from .continuation import (
+    K,
+    PLAYLIST_BATCH,
+    continuation_degenerate,
+    continuation_queries,
+    popularity_metrics,
+)
+from .data import EvalData, note
+from .embeddings import load_embedding_set
+from .tasks import ROW_KEYS, evaluate_embeddings
+
+__all__ = ["EvalResult", "model_names", "random_init_encoder", "run_evaluation"]
+
+Queries = tuple[list[np.ndarray], list[np.ndarray]]
+
+
+def model_names(
+    checkpoints: Sequence[str | os.PathLike], names: Sequence[str] | None = None
+) -> list[str]:
+    """Display names: given ``names``, else the run folder of each checkpoint.
+
+    The folder is the checkpoint's parent (or the directory itself when a run
+    directory is given; the grandparent when the parent is ``checkpoints/``).
+    Repeated names get "-2", "-3" suffixes.
+    """
+    if names:
+        if len(names) != len(checkpoints):
+            raise ValueError(f"--names: {len(names)} names for {len(checkpoints)} models")
+        base = [str(n) for n in names]
+    else:
+        base = []
+        for c in checkpoints:
+            p = Path(c).resolve()
+            folder = p if p.is_dir() else p.parent
+            if folder.name == "checkpoints":
+                folder = folder.parent
+            base.append(folder.name or p.stem)
+    out, seen = [], {}
+    for b in base:
+        seen[b] = seen.get(b, 0) + 1
+        out.append(b if seen[b] == 1 else f"{b}-{seen[b]}")
+    return out
+
+
+def random_init_encoder(width: float, input_layout: str, seed: int) -> torch.nn.Module:
+    """An untrained AudioEncoder, initialised from ``seed`` without touching global RNG state."""
+    from ..model.encoders import AudioEncoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AudioEncoder(width=width, input_layout=input_layout)
+    return model.eval()
+
+
+@dataclass
+class EvalResult:
+    """What ``run_evaluation`` returns: the table rows and what the report needs besides."""
+
+    rows: list[dict[str, Any]]
+    details: dict[str, dict[str, Any]]
+    test_maps: dict[str, np.ndarray]  # model -> subsampled test embeddings (for plots)
+    map_index: np.ndarray  # rows of the test split in the subsample
+    checkpoints: dict[str, str]  # model name -> checkpoint (models given as checkpoints)
+    sources: dict[str, str] = field(default_factory=dict)  # name -> embedding file(s)
+    notes: list[str] = field(default_factory=list)  # caveats for the report
+    items: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # per_item=True
+
+
+def _load_sets(
+    data: EvalData, embeddings: Sequence[tuple[str, Sequence[str | os.PathLike]]],
+    labels: list[str],
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
+    """The precomputed sets (name -> split embeddings) and their sources, all checked."""
+    loaded: dict[str, dict[str, np.ndarray]] = {}
+    sources: dict[str, str] = {}
+    for set_name, files in embeddings:
+        if set_name in labels or set_name in loaded:
+            raise ValueError(f"--embeddings: name '{set_name}' is used twice")
+        loaded[set_name], sources[set_name] = load_embedding_set(set_name, files, data.ids)
+    return loaded, sources
+
+
+def _load_encoders(paths: Sequence[Path], input_layout: str | None) -> list[torch.nn.Module]:
+    """The given models' encoders (on the CPU); their load warnings become notes."""
+    from ..training.checkpoint import load_audio_encoder
+
+    encoders = []
+    for p in paths:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            encoders.append(load_audio_encoder(p, input_layout=input_layout, map_location="cpu"))
+        for w in caught:
+            note(str(w.message))
+    return encoders
+
+
+def _queries(data: EvalData, notes: list[str]) -> Queries | None:
+    """The continuation queries of the dataset's playlists (None without playlists)."""
+    if data.playlists is None:
+        return None
+    known_ids = np.concatenate([data.ids["train"], data.ids["val"]])
+    known, held, skipped = continuation_queries(data.playlists, known_ids, data.ids["test"])
+    if skipped:
+        note(f"continuation: {skipped} playlists without known or held-out tracks "
+             "in the splits skipped")
+    why = continuation_degenerate(len(data.ids["test"]))
+    if why is not None and known:
+        print(f"warning: {why}", file=sys.stderr)
+        notes.append(why)
+    return known, held
+
+
+def _embed_splits(name: str, enc: torch.nn.Module, data: EvalData, layer: str,
+                  device: torch.device | str, batch_size: int,
+                  progress: bool) -> dict[str, np.ndarray]:
+    """One model's embeddings of the three splits, checked against the dataset's ids."""
+    lay = DatasetLayout(data.root)
+    emb = {}
+    for s in SPLITS:
+        res = embed_hdf5(enc, lay.split(s), layer, device, batch_size, progress=progress)
+        if not np.array_equal(res["ids"], data.ids[s]):
+            raise ValueError(f"{lay.split(s)}: ids changed while reading")
+        bad = ~np.isfinite(res["embeddings"]).all(axis=1)
+        if bad.any():
+            raise ValueError(
+                f"{lay.split(s)}: model {name} gives non-finite embeddings for "
+                f"{int(bad.sum())} tracks (first id {int(res['ids'][bad][0])}; "
+                "NaN in dataset/data?)"
+            )
+        emb[s] = res["embeddings"]
+    enc.cpu()
+    return emb
+
+
+def _popularity_row(data: EvalData, queries: Queries | None,
+                    items: dict[str, np.ndarray] | None) -> dict[str, Any] | None:
+    """The popularity reference row, or None where continuation is not scored."""
+    if (queries is None or not queries[0] or data.popularity is None
+            or continuation_degenerate(len(data.ids["test"])) is not None):
+        return None
+    row = {key: None for key in ROW_KEYS}
+    row["model"] = "popularity"
+    row.update(popularity_metrics(data.ids["test"], data.popularity, queries[1], K,
+                                  PLAYLIST_BATCH, items))
+    return row
+
+
+def run_evaluation(
+    data: EvalData,
+    checkpoints: Sequence[str | os.PathLike],
+    names: Sequence[str] | None = None,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    layer: str = DEFAULT_LAYER,
+    batch_size: int = 256,
+    input_layout: str | None = None,
+    map_points: int = 2000,
+    progress: bool = True,
+    probe_max_train: int | None = None,
+    probe_jobs: int = 1,
+    embeddings: Sequence[tuple[str, Sequence[str | os.PathLike]]] = (),
+    per_item: bool = False,
+) -> EvalResult:
+    """Embed every split with each model and the random-init reference, run the tasks.
+
+    ``embeddings``: precomputed sets as (name, [.npz files]); the files' ``ids`` must
+    together cover every track of the three splits. Rows come in the order: the given
+    models, the embedding sets, "random-init" (only when a model is given, as it copies
+    the first model's architecture), "popularity". Raises ValueError/FileNotFoundError
+    for a checkpoint that is missing or not an encoder, or a bad embedding file.
+    ``per_item`` keeps each row's per-item arrays in ``EvalResult.items``.
+    """
+    if not checkpoints and not embeddings:
+        raise ValueError("no models and no embedding files given")
+    labels = model_names(checkpoints, names) if checkpoints else []
+    paths = [resolve_checkpoint(c) for c in checkpoints]
+    # Precomputed sets are read (and checked) before any model is run.
+    loaded, sources = _load_sets(data, embeddings, labels)
+    encoders = _load_encoders(paths, input_layout)
+    if encoders:
+        ref_name = "random-init"
+        while ref_name in labels or ref_name in loaded:
+            ref_name += "'"
+        first = encoders[0]
+        encoders.append(random_init_encoder(first.width, first.input_layout, seed))
+        labels.append(ref_name)
+
+    notes: list[str] = []
+    queries = _queries(data, notes)
+    rng = np.random.default_rng(seed)
+    n_test = len(data.ids["test"])
+    map_index = np.sort(rng.choice(n_test, size=min(map_points, n_test), replace=False))
+
+    jobs: list[tuple[str, Callable[[], dict[str, np.ndarray]]]] = [
+        (n, lambda n=n, e=e: _embed_splits(n, e, data, layer, device, batch_size, progress))
+        for n, e in zip(labels, encoders)]
+    jobs[len(paths):len(paths)] = [(n, lambda e=e: e) for n, e in loaded.items()]
+    rows, details, maps, per = [], {}, {}, {}
+    for name, get in jobs:
+        emb = get()
+        per[name] = {}
+        row, det = evaluate_embeddings(emb, data, seed, K, PLAYLIST_BATCH, queries,
+                                       probe_max_train, probe_jobs,
+                                       per[name] if per_item else None)
+        row["model"] = name
+        rows.append(row)
+        details[name] = det
+        maps[name] = emb["test"][map_index]
+        loaded.pop(name, None)  # free a precomputed set once scored
+
+    pop_items: dict[str, np.ndarray] = {}
+    row = _popularity_row(data, queries, pop_items if per_item else None)
+    if row is not None:
+        per["popularity"] = pop_items
+        rows.append(row)
+        details["popularity"] = {"playlists": len(queries[1])}
+    ckpts = {n: str(p) for n, p in zip(labels, paths)}
+    return EvalResult(rows, details, maps, map_index, ckpts, sources, notes,
+                      per if per_item else {})

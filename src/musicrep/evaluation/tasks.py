@@ -1,0 +1,228 @@
+"""The downstream tasks, registered once: what each needs, how it is scored, its columns.
+
+``TASKS`` holds one ``Task`` per downstream task, in table order. A task names the data
+it reads (a field of ``EvalData``, or the continuation ``queries``; where that is None
+the task is skipped and its columns stay empty), its scoring function (embeddings and
+data in, its column values and details out, or None when it cannot be scored), its
+columns, whether it is optional (left out of the Markdown table when no row has a
+value: only some datasets have it) and its sentences in the legend of results.md.
+The tables, the bar plots and the study's intervals all read the columns from here.
+
+Adding a downstream task: load its data in ``evaluation.data`` (an ``EvalData``
+field), write its scoring function, and add one ``Task`` entry; keep its per-item
+arrays (``inp.items``) for the study's bootstrap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .continuation import (
+    K,
+    PLAYLIST_BATCH,
+    continuation_degenerate,
+    continuation_metrics,
+    continuation_vote_metrics,
+)
+from .metrics import macro_roc_pr_auc
+from .probes import linear_probe, mood_probe
+
+if TYPE_CHECKING:
+    from .data import EvalData
+
+__all__ = [
+    "COLUMNS",
+    "LEGEND",
+    "OPTIONAL_TASKS",
+    "ROW_KEYS",
+    "TASKS",
+    "TASK_COLUMNS",
+    "Task",
+    "TaskInput",
+    "evaluate_embeddings",
+]
+
+
+@dataclass
+class TaskInput:
+    """One model's embeddings and the data the tasks score them with."""
+
+    data: EvalData
+    queries: tuple[list[np.ndarray], list[np.ndarray]] | None  # (known rows, held columns)
+    x_known: np.ndarray  # (n_train + n_val, d): train then val tracks
+    x_test: np.ndarray  # (n_test, d)
+    probe_rows: np.ndarray  # rows of x_known the probes are trained on
+    x_probe: np.ndarray  # x_known[probe_rows]
+    seed: int = 0
+    k: int = K
+    batch_size: int = PLAYLIST_BATCH
+    probe_jobs: int = 1
+    items: dict[str, np.ndarray] | None = None  # receives the per-item arrays
+
+    def needed(self, name: str) -> Any:
+        """What a task's ``needs`` names: ``queries`` or a field of ``data``."""
+        return self.queries if name == "queries" else getattr(self.data, name)
+
+    def train_targets(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """Per-split targets -> the probes' training targets (rows of ``probe_rows``)."""
+        return np.concatenate([parts["train"], parts["val"]])[self.probe_rows]
+
+
+Scores = tuple[dict[str, Any], dict[str, Any]]  # (column values, details)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One downstream task: its data, its scoring, its columns and its legend."""
+
+    name: str  # also the bar plot's file name, bars_<name>.png
+    needs: str  # a field of EvalData, or "queries"; None there: the task is skipped
+    score: Callable[[TaskInput], Scores | None]  # None: not scored (columns stay empty)
+    columns: tuple[str, ...]
+    legend: str  # its text in results.md's legend, wrapped as printed there; joined to
+    #              the previous task's with a space, or a line break when it starts with one
+    optional: bool = False  # only some datasets have it
+
+
+def _probe(inp: TaskInput, parts: dict[str, np.ndarray], task: str) -> dict[str, Any]:
+    scores = linear_probe(inp.x_probe, inp.train_targets(parts), inp.x_test, inp.seed,
+                          n_jobs=inp.probe_jobs)
+    if inp.items is not None:
+        inp.items[f"{task}_scores"], inp.items[f"{task}_labels"] = scores, parts["test"]
+    return macro_roc_pr_auc(parts["test"], scores)
+
+
+def score_genre(inp: TaskInput) -> Scores:
+    """Genre classification: the linear probe per major genre, macro ROC-AUC and PR-AUC."""
+    g = _probe(inp, inp.data.genre_y, "genre")
+    return ({"genre_roc_auc": g["roc_auc"], "genre_pr_auc": g["pr_auc"]},
+            {"genre_labels_scored": g["n_scored"], "genre_labels_skipped": g["n_skipped"]})
+
+
+def score_tags(inp: TaskInput) -> Scores:
+    """Automatic tagging: the same probe on the top-50 playlist tags."""
+    t = _probe(inp, inp.data.tag_y, "tag")
+    return ({"tag_roc_auc": t["roc_auc"], "tag_pr_auc": t["pr_auc"]},
+            {"tag_labels_scored": t["n_scored"], "tag_labels_skipped": t["n_skipped"]})
+
+
+def _continuation_scored(inp: TaskInput) -> bool:
+    return bool(inp.queries[0]) and continuation_degenerate(len(inp.x_test), inp.k) is None
+
+
+def score_continuation(inp: TaskInput) -> Scores | None:
+    """Cold-start continuation, mean-query protocol (None: too few test tracks)."""
+    if not _continuation_scored(inp):
+        return None
+    k = inp.k
+    m = continuation_metrics(inp.x_known, inp.x_test, inp.queries[0], inp.queries[1], k,
+                             inp.batch_size, inp.items)
+    return ({key: m[key] for key in (f"recall@{k}", "r_precision", f"ndcg@{k}", f"map@{k}")},
+            {"playlists": len(inp.queries[0])})
+
+
+def score_continuation_vote(inp: TaskInput) -> Scores | None:
+    """Cold-start continuation, vote protocol (None: too few test tracks)."""
+    if not _continuation_scored(inp):
+        return None
+    return (continuation_vote_metrics(inp.x_known, inp.x_test, inp.queries[0], inp.queries[1],
+                                      inp.k, batch_size=inp.batch_size, items=inp.items), {})
+
+
+def score_mood(inp: TaskInput) -> Scores:
+    """Mood (generated corpora): the ridge probe of the hidden per-song mood."""
+    mood = inp.data.mood
+    mp = mood_probe(inp.x_probe, inp.train_targets(mood), inp.x_test,
+                    mood["test"], items=inp.items)
+    return {"mood_r2": mp["r2"], "mood_spearman": mp["spearman"]}, {}
+
+
+TASKS: tuple[Task, ...] = (
+    Task("genre", "genre_y", score_genre, ("genre_roc_auc", "genre_pr_auc"),
+         # the genre entry describes both probes (tagging is the same probe on tags)
+         "Genre and tagging: linear probe (standardised features, logistic regression "
+         "one-vs-rest)\ntrained on train+val embeddings, scored on test tracks; ROC-AUC "
+         "and PR-AUC (average\nprecision) macro over major genres / the top-50 playlist "
+         "tags."),
+    Task("tagging", "tag_y", score_tags, ("tag_roc_auc", "tag_pr_auc"), ""),
+    Task("continuation", "queries", score_continuation,
+         (f"recall@{K}", "r_precision", f"ndcg@{K}", f"map@{K}"),
+         "Continuation: for each\nplaylist with tracks in train/val and in test, all test "
+         "tracks ranked by cosine\nsimilarity to the mean of the playlist's known tracks' "
+         "normalised embeddings; held-out\ntest tracks scored with Recall@100, "
+         "R-precision, NDCG@100, MAP@100 (mean over playlists)."),
+    Task("continuation_vote", "queries", score_continuation_vote,
+         (f"vote_recall@{K}", "vote_r_precision", f"vote_ndcg@{K}", f"vote_map@{K}"),
+         "\nvote_*: the same metrics for the second protocol (each known track retrieves "
+         "its 100\nmost similar test tracks; candidates ranked by how many known tracks "
+         "retrieved them,\nties by mean similarity)."),
+    Task("mood", "mood", score_mood, ("mood_r2", "mood_spearman"),
+         "mood (generated corpora only): ridge probe of the generator's\nhidden per-song "
+         "mood, R^2 and Spearman on test tracks.", optional=True),
+)
+
+TASK_COLUMNS: dict[str, tuple[str, ...]] = {t.name: t.columns for t in TASKS}
+COLUMNS = ("model", *(c for t in TASKS for c in t.columns))
+ROW_KEYS = COLUMNS  # a result row: the model's name and every task's columns
+#: Tasks that only some datasets have: left out of the Markdown table when no row has them.
+OPTIONAL_TASKS = tuple(t.name for t in TASKS if t.optional)
+
+_REFERENCE_LEGEND = """\
+random-init: untrained encoder of the first model's architecture. popularity: test
+tracks ranked by their playlist count in popularity.json (which includes the evaluated
+playlists, so it is an optimistic reference). Empty cells: not applicable."""
+
+
+def _legend() -> str:
+    text = ""
+    for t in TASKS:
+        if t.legend:
+            text += t.legend if not text or t.legend.startswith("\n") else " " + t.legend
+    return text + "\n" + _REFERENCE_LEGEND
+
+
+#: The legend under the results table: every task's text, then the reference rows'.
+LEGEND = _legend()
+
+
+def evaluate_embeddings(
+    emb: dict[str, np.ndarray],
+    data: EvalData,
+    seed: int = 0,
+    k: int = K,
+    batch_size: int = 256,
+    queries: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
+    probe_max_train: int | None = None,
+    probe_jobs: int = 1,
+    items: dict[str, np.ndarray] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every task of ``TASKS`` for one model's split embeddings {"train","val","test"}: (N, d).
+
+    ``probe_max_train`` caps the probes' training set at a seeded random subset of
+    train+val tracks (the full Melon train+val is 585k tracks; continuation always
+    uses all of them). Returns (row, details): the row has ``ROW_KEYS`` (None where a
+    task was skipped), details the counts behind it (labels scored/skipped, playlists).
+    ``items``, when given, receives the per-item arrays (``evaluation.items``).
+    """
+    row: dict[str, Any] = {key: None for key in ROW_KEYS}
+    details: dict[str, Any] = {}
+    x_tr = np.concatenate([emb["train"], emb["val"]])
+    probe_rows = np.arange(len(x_tr))
+    if probe_max_train is not None and probe_max_train < len(x_tr):
+        rng = np.random.default_rng(seed)
+        probe_rows = np.sort(rng.choice(len(x_tr), size=probe_max_train, replace=False))
+    details["probe_train_tracks"] = len(probe_rows)
+    inp = TaskInput(data, queries, x_tr, emb["test"], probe_rows, x_tr[probe_rows], seed, k,
+                    batch_size, probe_jobs, items)
+    for task in TASKS:
+        if inp.needed(task.needs) is None:
+            continue
+        scored = task.score(inp)
+        if scored is not None:
+            row.update(scored[0])
+            details.update(scored[1])
+    return row, details
