@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Embed audio files, or the tracks of a dataset split, with a trained encoder.
 
-Usage and options: src/musicrep/cli_encode.py (also installed as `musicrep-encode`).
+Usage and options: musicrep.cli.encode (also installed as `musicrep-encode`).
 """
 
 import sys

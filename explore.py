@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Write a static explorer page (index.html) for track embeddings.
 
-Usage and options: src/musicrep/cli_explore.py (also installed as `musicrep-explore`).
+Usage and options: musicrep.cli.explore (also installed as `musicrep-explore`).
 """
 
 import sys

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..model.layers import DEFAULT_LAYER, LAYERS
+
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
@@ -59,7 +61,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hdf5", default=None, help="embed this dataset split (.h5) instead of files")
     p.add_argument("--out", required=True, help="output .npz path")
     p.add_argument("--chunks", action="store_true", help="keep one row per 256-frame chunk")
-    p.add_argument("--layer", choices=("z", "z_d"), default="z_d",
+    p.add_argument("--layer", choices=LAYERS, default=DEFAULT_LAYER,
                    help="z_d (128-d, default) or z (the CNN output, 2 x 512 x width)")
     p.add_argument(
         "--segment",
@@ -198,3 +200,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     return 1 if skipped else 0
 
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..inference.embed import DEFAULT_LAYER, LAYERS
+from ..model.layers import DEFAULT_LAYER, LAYERS
 
 if TYPE_CHECKING:
     import torch
@@ -193,3 +193,7 @@ def _plot_curves(checkpoints: dict[str, str], out: Path, generated: bool) -> Non
             print("note: the metrics.csv files hold no loss columns: no loss_curves.png",
                   file=sys.stderr)
         (out / "loss_curves.png").unlink(missing_ok=True)  # never leave a stale one
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -159,3 +159,7 @@ def _run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     return 0
 
+
+
+if __name__ == "__main__":
+    sys.exit(main())

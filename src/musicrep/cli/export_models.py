@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..training.config import PAPER_CONFIGS
 from ..io import atomic_path
-from ..evaluation.report import COLUMNS
+from ..evaluation.tasks import COLUMNS
 
 CONFIGS = list(PAPER_CONFIGS)
 METRICS = COLUMNS[1:]  # every metric column of the evaluation's tables

@@ -65,3 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"study.py: training failed: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

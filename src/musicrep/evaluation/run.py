@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..inference.embed import DEFAULT_LAYER, embed_hdf5, resolve_checkpoint
+from ..inference.embed import embed_hdf5, resolve_checkpoint
+from ..model.layers import DEFAULT_LAYER
 from ..layout import SPLITS, DatasetLayout
 from .continuation import (
     K,

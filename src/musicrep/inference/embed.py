@@ -52,6 +52,7 @@ from ..audio import (
     too_short_message,
 )
 from ..data.h5io import DATA, IDS, open_split, read_ids
+from ..model.layers import DEFAULT_LAYER, LAYERS
 from ..precision import use_bf16
 
 __all__ = [
@@ -75,8 +76,6 @@ __all__ = [
 
 CHUNK_FRAMES = CROP_FRAMES  # evaluation chunks are exactly the CNN's training crops
 CHUNK_SECONDS = CHUNK_FRAMES * HOP_SIZE / SAMPLE_RATE  # 4.096 s of audio per chunk
-LAYERS = ("z", "z_d")
-DEFAULT_LAYER = "z_d"
 PRECISIONS = ("auto", "fp32", "bf16")
 
 

@@ -14,8 +14,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..inference.embed import DEFAULT_LAYER
-from ..inference.embed import LAYERS as EMBEDDING_LAYERS
+from ..model.layers import DEFAULT_LAYER
+from ..model.layers import LAYERS as EMBEDDING_LAYERS
 from ..io import write_json
 from ..training.config import shipped_config
 from .directory import Layout, StudyError

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..evaluation.report import GENERATED_NOTE
 from ..evaluation.tasks import TASK_COLUMNS
-from ..inference.embed import DEFAULT_LAYER
+from ..model.layers import DEFAULT_LAYER
 from ..io import atomic_path, swap_in_dir, temp_dir_beside, write_json
 from ..layout import GENERATED_MARKER, MANIFEST, SPLITS
 from . import stats
