@@ -103,7 +103,7 @@ def epoch_rate(tr, epoch: int, step: bool, device: str) -> float:
         if step:
             tr.train_step(b)
         else:
-            tr._to_device(b)
+            tr.to_device(b)
         done += b["audio"].shape[0]
     sync(device)
     return done / (time.perf_counter() - t0)
@@ -132,7 +132,7 @@ def training(ds: Path, sz: dict, device: str, dry: bool) -> dict:
     for bf16 in (False, True):
         tag = "bf16" if bf16 else "fp32"
         tr = make_trainer(ds, args, sz["width"], sz["batch"], bf16)
-        fixed = tr._to_device(next(iter(tr.train_loader(0))))
+        fixed = tr.to_device(next(iter(tr.train_loader(0))))
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
 
@@ -225,7 +225,8 @@ DDP_WORKER = """
 import json, sys, torch, torch.distributed as dist
 from musicrep.training.config import load_config, parse_overrides
 from musicrep.model.losses import gather_with_grad, nt_xent
-from musicrep.training.trainer import Trainer, init_distributed
+from musicrep.training.distributed import init_distributed
+from musicrep.training.trainer import Trainer
 cfg = load_config(sys.argv[1], parse_overrides(sys.argv[3:]), script="train.py")
 ctx = init_distributed(cfg.device)
 if not dist.is_initialized():  # torchrun with one process: a 1-rank group, so the gather runs

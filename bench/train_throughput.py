@@ -221,7 +221,7 @@ def precision_throughput(args: argparse.Namespace, ds_dir: Path, width: float, b
     kinds: dict[str, Callable[[], int]] = {}
     for bf16 in (False, True):
         tr = make_trainer(ds_dir, args, width, batch, bf16)
-        fixed = tr._to_device(next(iter(tr.train_loader(0))))  # in memory beforehand
+        fixed = tr.to_device(next(iter(tr.train_loader(0))))  # in memory beforehand
         it = batches(tr, 1)
         tag = "bf16" if bf16 else "fp32"
 
@@ -247,7 +247,7 @@ def knob_threads(args: argparse.Namespace, ds_dir: Path, width: float, batch: in
     import torch
 
     tr = make_trainer(ds_dir, args, width, batch, True)
-    fixed = tr._to_device(next(iter(tr.train_loader(0))))
+    fixed = tr.to_device(next(iter(tr.train_loader(0))))
     default = torch.get_num_threads()
 
     def step_with(n: int) -> Callable[[], int]:
@@ -270,7 +270,7 @@ def knob_workers(args: argparse.Namespace, ds_dir: Path, width: float, batch: in
     consecutive steps from a fresh loader (worker start-up included, as in every epoch
     of training), the worker counts in a rotating order."""
     tr = make_trainer(ds_dir, args, width, batch, True)
-    fixed = tr._to_device(next(iter(tr.train_loader(0))))
+    fixed = tr.to_device(next(iter(tr.train_loader(0))))
     tr.train_step(fixed)
 
     def run_with(w: int) -> Callable[[], int]:
@@ -300,7 +300,7 @@ def knob_compile(args: argparse.Namespace, ds_dir: Path, width: float, batch: in
     eager = make_trainer(ds_dir, args, width, batch, True)
     comp = make_trainer(ds_dir, args, width, batch, True)
     comp.ddp_model = torch.compile(comp.model)
-    fixed = eager._to_device(next(iter(eager.train_loader(0))))
+    fixed = eager.to_device(next(iter(eager.train_loader(0))))
     t0 = time.perf_counter()
     for _ in range(2):  # first call compiles forward and backward
         comp.train_step(fixed)

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from musicrep.cli.train import main
+from musicrep.errors import ConfigError
 from musicrep.training.config import (
     PAPER_CONFIGS,
     SCRIPTS,
-    ConfigError,
     build_config,
     load_config,
     parse_overrides,

@@ -28,7 +28,8 @@ WORKER = textwrap.dedent(
     import torch, torch.distributed as dist
     from musicrep.training.config import load_config, parse_overrides
     from musicrep.model.losses import gather_with_grad, nt_xent
-    from musicrep.training.trainer import Trainer, init_distributed
+    from musicrep.training.distributed import init_distributed
+    from musicrep.training.trainer import Trainer
 
     cfg_path, out = sys.argv[1], sys.argv[2]
     cfg = load_config(cfg_path, parse_overrides(sys.argv[3:]), script="train.py")

@@ -12,7 +12,8 @@ import torch
 
 from musicrep.training.checkpoint import load_checkpoint
 from musicrep.cli.train import main
-from musicrep.training.config import ConfigError, build_config
+from musicrep.errors import ConfigError
+from musicrep.training.config import build_config
 
 from .synth import write_synthetic_dataset
 from .test_trainer import tiny

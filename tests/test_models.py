@@ -179,7 +179,7 @@ def test_attention_dropout_is_active_in_training_only():
 
 def test_checkpoint_with_the_old_genre_layout_fails_in_one_line(tmp_path):
     from musicrep.training.checkpoint import restore
-    from musicrep.training.config import ConfigError
+    from musicrep.errors import ConfigError
     from musicrep.model.encoders import MultiModalModel
 
     emb = np.zeros((13, 128), dtype=np.float32)

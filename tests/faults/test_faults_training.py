@@ -24,9 +24,11 @@ import torch
 
 from musicrep.training.checkpoint import FORMAT
 from musicrep.cli.train import main
-from musicrep.training.config import ConfigError, load_config, parse_overrides
+from musicrep.errors import ConfigError
+from musicrep.training.config import load_config, parse_overrides
 from musicrep.io import output_lock
-from musicrep.training.trainer import DistContext, Trainer
+from musicrep.training.distributed import DistContext
+from musicrep.training.trainer import Trainer
 
 from ..synth import write_synthetic_dataset
 from ..test_trainer import tiny

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..training.config import SCRIPTS, ConfigError, load_config, parse_overrides
+from ..errors import ConfigError
+from ..training.config import SCRIPTS, load_config, parse_overrides
 
 
 def build_parser(script: str) -> argparse.ArgumentParser:
@@ -48,7 +49,9 @@ def main(script: str, argv: list[str] | None = None) -> int:
     # Heavy imports only once the config is known to be good.
     import torch.distributed as dist
 
-    from ..training.trainer import Trainer, TrainingError, init_distributed
+    from ..training.distributed import init_distributed
+    from ..training.faults import TrainingError
+    from ..training.trainer import Trainer
 
     ctx = None
     try:

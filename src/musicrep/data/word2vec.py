@@ -7,7 +7,6 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-from gensim.models import Word2Vec
 
 
 def _stable_hash(text: str) -> int:
@@ -22,6 +21,8 @@ def train_token_embeddings(
     """Word2vec over sentences of vocabulary indices (as words), one per track; returns
     the (n_tokens + 1, dim) matrix, row 0 zeros (padding), row i + 1 = index i. Used for
     the genre and the tags view alike."""
+    from gensim.models import Word2Vec  # here: the training path imports tags, not gensim
+
     sentences = [s for s in sentences if s]
     if not sentences:
         raise ValueError(f"no training track has a {what}: cannot train word2vec")

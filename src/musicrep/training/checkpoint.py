@@ -42,6 +42,7 @@ from ..errors import ConfigError
 from ..settings import TrainConfig
 from ..io import atomic_path
 from ..model.encoders import CONV_BLOCKS, AudioEncoder
+from . import run_files
 
 FORMAT = "musicrep-checkpoint/1"
 # What resuming reads from a checkpoint: without one of them the file is not resumable.
@@ -113,7 +114,7 @@ def load_resume_point(last: Path, cfg: TrainConfig) -> dict[str, Any] | None:
     try:
         ckpt = load_checkpoint(last)
     except ValueError as e:
-        best = last.with_name("best.pt")
+        best = last.with_name(run_files.BEST)
         way_out = f"copy {best.name} over it to resume from the best epoch, or " if best.is_file() else ""
         raise ConfigError(f"{e}; {way_out}remove it to start the run over") from None
     check_resumable(ckpt, cfg, last)
@@ -272,7 +273,7 @@ def load_audio_encoder(
 
     layout = input_layout or saved_layout
     if layout is None:
-        sidecar = path.with_name("config.json")
+        sidecar = path.with_name(run_files.CONFIG)
         if sidecar.is_file():
             try:
                 layout = json.loads(sidecar.read_text()).get("input_layout")

@@ -87,8 +87,6 @@ def shipped_config(name: str) -> Path:
     return CONFIG_DIR / f"{name}.json"
 
 
-
-
 def _type_name(tp: Any) -> str:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     base = args[0] if args else tp
@@ -160,7 +158,28 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def build_config(
     raw: dict[str, Any], script: str | None = None, check_files: bool = True
 ) -> TrainConfig:
-    """Validate a dict of config values into a TrainConfig (see module docstring)."""
+    """Validate a dict of config values into a TrainConfig (see module docstring): keys
+    and types, the objective and views, values, the device, then the files."""
+    values = _checked_types(raw)
+    _resolve_objective(values, script)
+    values.update(_resolve_views(values))
+    cfg = TrainConfig(**values)
+    if script is not None and script_for(cfg) != script:
+        key = "encoder" if cfg.encoder else "pairs"
+        shown = cfg.encoder if cfg.encoder else cfg.pairs
+        raise ConfigError(
+            f"config key '{key}' is {json.dumps(shown)} but {script} trains "
+            f"{SCRIPTS[script][1]} (use {script_for(cfg)})"
+        )
+    _check_values(cfg)
+    _check_device(cfg.device)
+    if check_files:
+        _check_files(cfg)
+    return cfg
+
+
+def _checked_types(raw: dict[str, Any]) -> dict[str, Any]:
+    """Known keys, the required ones present, each value of its key's type."""
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a JSON object of key: value pairs")
     for key in raw:
@@ -173,8 +192,11 @@ def build_config(
     for key in REQUIRED:
         if key not in raw:
             raise ConfigError(f"config key '{key}' is required")
-    values = {k: _check_type(k, v) for k, v in raw.items()}
+    return {k: _check_type(k, v) for k, v in raw.items()}
 
+
+def _resolve_objective(values: dict[str, Any], script: str | None) -> None:
+    """The objective (and the default encoder) `script` trains; the objective must be valid."""
     if script is not None:
         objective = SCRIPTS[script][0]
         if values.get("objective") is None:
@@ -192,15 +214,10 @@ def build_config(
             f"config key 'objective' is required here; valid: {', '.join(map(json.dumps, OBJECTIVES))}"
         )
     _choice("objective", values["objective"], OBJECTIVES)
-    values.update(_resolve_views(values))
-    cfg = TrainConfig(**values)
-    if script is not None and script_for(cfg) != script:
-        key = "encoder" if cfg.encoder else "pairs"
-        shown = cfg.encoder if cfg.encoder else cfg.pairs
-        raise ConfigError(
-            f"config key '{key}' is {json.dumps(shown)} but {script} trains "
-            f"{SCRIPTS[script][1]} (use {script_for(cfg)})"
-        )
+
+
+def _check_values(cfg: TrainConfig) -> None:
+    """Choices, the run folder's name, positive and finite numbers."""
     _choice("aggregation", cfg.aggregation, AGGREGATIONS)
     _choice("input_layout", cfg.input_layout, INPUT_LAYOUTS)
     if (
@@ -241,7 +258,9 @@ def build_config(
         if not math.isfinite(getattr(cfg, key)):  # JSON's Infinity would only fail later
             raise ConfigError(f"config key '{key}' must be a finite number, got {getattr(cfg, key)}")
 
-    dev = cfg.device
+
+def _check_device(dev: str) -> None:
+    """The device is auto, cpu, cuda or cuda:N, and that GPU exists (torch is imported only then)."""
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(
             f'config key \'device\' is {json.dumps(dev)}; valid: "auto", "cpu", "cuda", "cuda:N"'
@@ -258,26 +277,27 @@ def build_config(
                 f"config key 'device' is {json.dumps(dev)} but only {torch.cuda.device_count()} CUDA device(s) exist"
             )
 
-    if check_files:
-        files = {
-            "train_dataset_file": cfg.train_dataset_file,
-            "validation_dataset_file": cfg.validation_dataset_file,
-        }
-        if cfg.id2tag_file:
-            files["id2tag_file"] = cfg.id2tag_file
-        from ..views.base import VIEWS  # torch; only once the keys are known to be good
 
-        for view in cfg.views or []:  # encoders' start files (word2vec matrices, ...)
-            files.update(VIEWS[view].encoder_files(cfg))
-        for key, p in files.items():
-            if not Path(p).is_file():
-                default = (
-                    " (the default: next to train_dataset_file)"
-                    if key.endswith("matrix_file") and not getattr(cfg, key, None)
-                    else ""
-                )
-                raise ConfigError(f"config key '{key}': file not found: {p}{default}")
-    return cfg
+def _check_files(cfg: TrainConfig) -> None:
+    """The dataset files, the genre vocabulary and the views' encoder start files exist."""
+    files = {
+        "train_dataset_file": cfg.train_dataset_file,
+        "validation_dataset_file": cfg.validation_dataset_file,
+    }
+    if cfg.id2tag_file:
+        files["id2tag_file"] = cfg.id2tag_file
+    from ..views.base import VIEWS  # torch; only once the keys are known to be good
+
+    for view in cfg.views or []:  # encoders' start files (word2vec matrices, ...)
+        files.update(VIEWS[view].encoder_files(cfg))
+    for key, p in files.items():
+        if not Path(p).is_file():
+            default = (
+                " (the default: next to train_dataset_file)"
+                if key.endswith("matrix_file") and not getattr(cfg, key, None)
+                else ""
+            )
+            raise ConfigError(f"config key '{key}': file not found: {p}{default}")
 
 
 def _resolve_views(values: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import numpy as np
@@ -26,9 +26,9 @@ from tqdm import tqdm
 from torch.utils.data import Dataset
 
 from ..data.h5io import read_split_info
-
-if TYPE_CHECKING:
-    from ..views.base import FieldReader, View
+from ..errors import ConfigError
+from ..settings import TrainConfig
+from ..views.base import FieldReader, View, make_views
 
 
 class TrackDataset(Dataset):
@@ -107,3 +107,26 @@ class TrackDataset(Dataset):
                         track = int(np.asarray(g["id"][row]).reshape(-1)[0]) if "id" in g else None
                         return row, track, field
         return None
+
+
+
+def open_splits(cfg: TrainConfig, fields: tuple[str, ...]) -> tuple[dict[str, View], TrackDataset, TrackDataset]:
+    """A run's views (set up on the train split) and its train and validation datasets
+    reading `fields`; a file that cannot be read is a ConfigError naming its config key."""
+    try:
+        views = make_views(cfg, read_split_info(cfg.train_dataset_file))
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"config key 'train_dataset_file': {e}") from None
+    train = _open_split(cfg.train_dataset_file, views, fields, True, "train_dataset_file")
+    val = _open_split(cfg.validation_dataset_file, views, fields, False, "validation_dataset_file")
+    return views, train, val
+
+
+def _open_split(path: str | Path, views: dict[str, View], fields: tuple[str, ...], train: bool,
+                key: str) -> TrackDataset:
+    try:
+        return TrackDataset(path, views, fields, train=train)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"config key '{key}': {e}") from None

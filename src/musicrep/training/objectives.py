@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .config import TrainConfig
 from ..model.losses import gather_with_grad, nt_xent
+from ..settings import TrainConfig
 from ..views.base import VIEWS
 
 Batch = dict[str, torch.Tensor]

@@ -1,9 +1,10 @@
 """What a training run writes besides checkpoints: config.json (with provenance),
-metrics.csv, TensorBoard scalars and the exported audio encoder. Main process only.
+metrics.csv, TensorBoard scalars (main process only); and the guards of the run folder
+(`check_writable`, `run_lock`) taken before anything is written.
 
-config.json holds the config, the data shapes, and `provenance` (the shared contract
-with encode/explorer/report, who read `provenance.data` and treat a missing key as
-"unknown"):
+config.json holds the config, the data shapes (`run_info`), and `provenance` (the shared
+contract with encode/explorer/report, who read `provenance.data` and treat a missing key
+as "unknown"):
 
     {"data": "generated" | "real" | "unknown", "dataset_manifest": path | null,
      "generator": {...} | null, "train_tracks": int, "val_tracks": int,
@@ -18,22 +19,23 @@ resume from) moves them into `earlier_N/` first (`set_aside_earlier`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoint import export_audio_encoder, load_checkpoint
 from ..errors import ConfigError
+from ..io import OutputLocked, atomic_path, output_lock
 from ..layout import MANIFEST, corpus_origin
-from ..io import atomic_path
-
-# What a run writes into its folder (set aside as a whole by a fresh start).
-RUN_FILES = ("config.json", "metrics.csv", "tb", "last.pt", "best.pt", "epoch_*.pt", "audio_encoder*.pt")
+from ..settings import TrainConfig
+from . import run_files
+from .distributed import DistContext, from_main
 
 
 def check_writable(out_dir: Path) -> None:
@@ -46,6 +48,23 @@ def check_writable(out_dir: Path) -> None:
     except OSError as e:
         why = e.strerror or e
         raise ConfigError(f"config key 'save_dir': cannot write the run folder {out_dir} ({why})") from None
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: Path, ctx: DistContext) -> Iterator[None]:
+    """The main process locks the run folder (io.output_lock) so that a second run into
+    it stops at once; every rank learns the outcome, so a refused run stops on all."""
+    with contextlib.ExitStack() as stack:
+        refused = None
+        if ctx.is_main:
+            try:
+                stack.enter_context(output_lock(out_dir))
+            except OutputLocked as e:
+                refused = str(e)
+        refused = from_main(ctx, refused)
+        if refused:
+            raise ConfigError(f"config key 'experiment_name': {refused}")
+        yield
 
 
 def provenance(train_file: str | Path, train_tracks: int, val_tracks: int, epochs: int, width: float) -> dict[str, Any]:
@@ -71,13 +90,37 @@ def provenance(train_file: str | Path, train_tracks: int, val_tracks: int, epoch
     }
 
 
+def run_info(cfg: TrainConfig, device: torch.device, world_size: int, bf16: bool,
+             model_args: dict[str, Any], train_tracks: int, val_tracks: int,
+             training: dict[str, Any]) -> dict[str, Any]:
+    """config.json: the config, the data shapes, the provenance, `training` (the early
+    stopping summary)."""
+    info = cfg.to_dict()
+    info.update(device_resolved=str(device), world_size=world_size, bf16_resolved=bf16)
+    info.update(model_args)
+    info["provenance"] = provenance(cfg.train_dataset_file, train_tracks, val_tracks, cfg.epochs, cfg.width)
+    info["training"] = training
+    return info
+
+
+def epoch_row(epoch: int, train: dict[str, float], val: dict[str, float], seconds: float,
+              samples: int, best_epoch: int) -> dict[str, float]:
+    """An epoch's metrics.csv row: every loss term train/val, time, samples/s, best epoch."""
+    row: dict[str, float] = {"epoch": epoch}
+    row.update({f"train_{k}": v for k, v in train.items()})
+    row.update({f"val_{k}": v for k, v in val.items()})
+    row.update(time_s=round(seconds, 3), samples_per_s=round(samples / max(seconds, 1e-9), 2))
+    row["best_epoch"] = best_epoch
+    return row
+
+
 class RunLog:
     """The run directory's log files. `tb_open` starts TensorBoard (purging steps after
     a resume point), `close` ends it."""
 
     def __init__(self, out_dir: Path):
         self.out_dir = Path(out_dir)
-        self.metrics = self.out_dir / "metrics.csv"
+        self.metrics = self.out_dir / run_files.METRICS
         self.writer = None
 
     def begin(self, info: dict[str, Any], resume_epoch: int | None) -> Path | None:
@@ -92,7 +135,7 @@ class RunLog:
 
     def write_config(self, info: dict[str, Any]) -> None:
         """config.json, atomically."""
-        with atomic_path(self.out_dir / "config.json") as tmp:
+        with atomic_path(self.out_dir / run_files.CONFIG) as tmp:
             tmp.write_text(json.dumps(info, indent=2) + "\n")
 
     def keep_metrics_upto(self, epoch: int) -> None:
@@ -114,7 +157,7 @@ class RunLog:
         before its first checkpoint, or a run whose last.pt was removed) into a new
         `earlier_N/`, so that nothing is overwritten or mixed into the new metrics.
         Returns that folder, None when there was nothing."""
-        found = sorted({p for pattern in RUN_FILES for p in self.out_dir.glob(pattern)})
+        found = sorted({p for pattern in run_files.RUN_FILES for p in self.out_dir.glob(pattern)})
         if not found:
             return None
         n = 1
@@ -129,7 +172,7 @@ class RunLog:
     def tb_open(self, resume_step: int | None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=resume_step)
+        self.writer = SummaryWriter(str(self.out_dir / run_files.TENSORBOARD), purge_step=resume_step)
 
     def step_scalars(self, terms: dict[str, Any], step: int) -> None:
         if self.writer is not None:
@@ -155,18 +198,3 @@ class RunLog:
         if self.writer is not None:
             self.writer.close()
         self.writer = None
-
-    def export(self, final_audio: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
-        """audio_encoder.pt (final), audio_encoder_best.pt (from best.pt), config.json.
-        best.pt is read first: a damaged one stops the export before anything is written."""
-        best, best_audio = self.out_dir / "best.pt", None
-        if best.is_file():
-            try:
-                best_audio = load_checkpoint(best)["models"]["audio"]
-            except (ValueError, KeyError) as e:  # damaged since it was written
-                why = str(e) if isinstance(e, ValueError) else f"{best}: no audio part"
-                raise ConfigError(f"{why}; remove it and rerun to export without it") from None
-        export_audio_encoder(final_audio, self.out_dir / "audio_encoder.pt")
-        if best_audio is not None:
-            export_audio_encoder(best_audio, self.out_dir / "audio_encoder_best.pt")
-        self.write_config(info)
