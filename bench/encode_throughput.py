@@ -34,7 +34,7 @@ from flops import cnn_flops, matmul_peak
 from musicrep.audio import SAMPLE_RATE, load_audio, mel_spectrogram_db, mel_to_frames
 from musicrep.inference.embed import CHUNK_FRAMES, CHUNK_SECONDS, CPU_MICRO_BATCH, embed_stream
 from musicrep.audio import N_MELS
-from musicrep.model.encoders import AudioEncoder
+from musicrep.model.audio_cnn import AudioEncoder
 
 
 

@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from musicrep.audio import N_MELS
 from musicrep.audio import CROP_FRAMES
-from musicrep.model.encoders import AudioEncoder
+from musicrep.model.audio_cnn import AudioEncoder
 
 
 def cnn_flops(width: float, train: bool = False, batch: int = 4) -> float:

@@ -188,7 +188,7 @@ def write_audio(out: Path, n: int, seconds: float) -> list[Path]:
 def encoding(tmp: Path, sz: dict, device: str) -> dict:
     from musicrep.audio import SAMPLE_RATE, file_frames
     from musicrep.inference.embed import embed_files, embed_stream
-    from musicrep.model.encoders import AudioEncoder
+    from musicrep.model.audio_cnn import AudioEncoder
 
     adir = tmp / "audio"
     adir.mkdir()

@@ -115,7 +115,7 @@ def rss_probe(train_file: str, batch_size: int, workers: int) -> None:
     from musicrep.training.config import build_config
     from musicrep.training.dataset import TrackDataset
     from musicrep.data.h5io import read_split_info
-    from musicrep.views.base import make_views
+    from musicrep.views import make_views
 
     before = _status_mb("self", "VmRSS")
     cfg = build_config(

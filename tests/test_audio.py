@@ -127,7 +127,7 @@ def test_bad_files_raise_with_path(tmp_path) -> None:
 
 def test_mel_feeds_the_encoder() -> None:
     from musicrep.inference.embed import track_chunks
-    from musicrep.model.encoders import AudioEncoder
+    from musicrep.model.audio_cnn import AudioEncoder
 
     frames = mel_to_frames(mel_spectrogram_db(_sine(440.0, 4.2)))  # 1 + 67200 // 256 = 263
     assert frames.shape == (263, 48)

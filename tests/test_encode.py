@@ -16,7 +16,7 @@ import torch
 
 from musicrep.audio import file_mel, mel_to_frames
 from musicrep.inference.embed import track_chunks
-from musicrep.model.encoders import AudioEncoder
+from musicrep.model.audio_cnn import AudioEncoder
 
 from .synth import write_synthetic_dataset
 

@@ -14,7 +14,7 @@ from musicrep import load_encoder
 from musicrep.audio import file_mel, mel_to_frames
 from musicrep.inference.embed import CHUNK_FRAMES, CHUNK_SECONDS, embed_stream
 from musicrep.inference.encoder import GeneratedDataWarning, _warned
-from musicrep.model.encoders import AudioEncoder
+from musicrep.model.audio_cnn import AudioEncoder
 
 from .conftest import REPO
 from .readme_blocks import readme_block

@@ -20,7 +20,7 @@ from musicrep.evaluation.data import load_eval_data, major_genre_targets
 from musicrep.evaluation.run import model_names
 from musicrep.evaluation.tasks import ROW_KEYS
 from musicrep.evaluation.metrics import macro_roc_pr_auc
-from musicrep.model.encoders import AudioEncoder
+from musicrep.model.audio_cnn import AudioEncoder
 from musicrep.evaluation.report import find_metrics_csv
 
 from .synth import write_synthetic_dataset

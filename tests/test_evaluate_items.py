@@ -14,7 +14,7 @@ import torch
 from musicrep.evaluation.data import load_eval_data
 from musicrep.evaluation.items import read_items
 from musicrep.evaluation.run import run_evaluation
-from musicrep.model.encoders import AudioEncoder
+from musicrep.model.audio_cnn import AudioEncoder
 from musicrep.study.stats import metric_replicates
 
 from .test_evaluate import make_eval_dataset

@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from musicrep.model.encoders import (
-    AudioEncoder,
-    CFEncoder,
-    GenreEncoder,
-    count_parameters,
-    crop_to_input,
-)
+from musicrep.model.audio_cnn import AudioEncoder, count_parameters, crop_to_input
+
+from musicrep.model.metadata import CFEncoder, GenreEncoder
 from musicrep.training.checkpoint import load_audio_encoder
 
 # Keys, shapes and dtypes of the authors' published audio_encoder.pt state dicts
@@ -180,7 +176,7 @@ def test_attention_dropout_is_active_in_training_only():
 def test_checkpoint_with_the_old_genre_layout_fails_in_one_line(tmp_path):
     from musicrep.training.checkpoint import restore
     from musicrep.errors import ConfigError
-    from musicrep.model.encoders import MultiModalModel
+    from musicrep.model.multiview import MultiModalModel
 
     emb = np.zeros((13, 128), dtype=np.float32)
     model = MultiModalModel({"genre": GenreEncoder(emb)}, {}, {})

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from musicrep.training.config import PAPER_CONFIGS
 from musicrep.training.checkpoint import load_audio_encoder
-from musicrep.model.encoders import AudioEncoder
+from musicrep.model.audio_cnn import AudioEncoder
 
 from .conftest import REPO
 

@@ -19,8 +19,8 @@ from musicrep.training.config import PAPER_CONFIGS, build_config
 from musicrep.training.dataset import TrackDataset
 from musicrep.data.h5io import read_split_info
 from musicrep.training.checkpoint import load_audio_encoder
-from musicrep.model.encoders import AudioEncoder
-from musicrep.views.base import genre_tokens, make_views
+from musicrep.model.audio_cnn import AudioEncoder
+from musicrep.views import genre_tokens, make_views
 
 from .synth import write_synthetic_dataset
 

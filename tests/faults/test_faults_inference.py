@@ -19,7 +19,7 @@ import torch
 
 from musicrep.audio import AudioError, file_mel
 from musicrep.inference.embed import embed_files
-from musicrep.model.encoders import AudioEncoder
+from musicrep.model.audio_cnn import AudioEncoder
 
 from . import default_sigint
 

@@ -33,7 +33,7 @@ give `encode.py` something to load; they have not heard real music and their
 embeddings mean nothing for real audio.
 
 Each folder holds `audio_encoder.pt` (a plain state dict with the original code's keys,
-loadable with `strict=True` into `musicrep.model.encoders.AudioEncoder(width=...)`) and the
+loadable with `strict=True` into `musicrep.model.audio_cnn.AudioEncoder(width=...)`) and the
 `config.json` of its run (whose `input_layout` tells `encode.py` how to feed it, and
 whose `provenance` says what it was trained on: `"data": "generated"`, the generator
 and its seed and sizes, train/val track counts, epochs, width). Keep the two files

@@ -72,7 +72,7 @@ def model_names(
 
 def random_init_encoder(width: float, input_layout: str, seed: int) -> torch.nn.Module:
     """An untrained AudioEncoder, initialised from ``seed`` without touching global RNG state."""
-    from ..model.encoders import AudioEncoder
+    from ..model.audio_cnn import AudioEncoder
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -477,7 +477,7 @@ def _file_pieces(files: list[Path], segment: tuple[float, float] | None, progres
 
 def _output_dim(encoder: torch.nn.Module, layer: str) -> int:
     """Width of ``layer`` without running the model (for empty outputs)."""
-    from ..model.encoders import EMBED_DIM
+    from ..model.layers import EMBED_DIM
 
     if layer == "z":
         return int(getattr(encoder, "z_dim", 1024))

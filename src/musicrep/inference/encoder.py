@@ -52,7 +52,8 @@ from .embed import (
     resolve_checkpoint,
 )
 from ..precision import resolve_device
-from ..model.encoders import EMBED_DIM, AudioEncoder
+from ..model.audio_cnn import AudioEncoder
+from ..model.layers import EMBED_DIM
 
 __all__ = [
     "AUTHORS_MODELS_URL",

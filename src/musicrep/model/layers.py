@@ -7,3 +7,4 @@ without loading torch).
 
 LAYERS = ("z", "z_d")
 DEFAULT_LAYER = "z_d"
+EMBED_DIM = 128  # width of z_d, and of every view's embedding

@@ -41,7 +41,7 @@ import torch
 from ..errors import ConfigError
 from ..settings import TrainConfig
 from ..io import atomic_path
-from ..model.encoders import CONV_BLOCKS, AudioEncoder
+from ..model.audio_cnn import CONV_BLOCKS, AudioEncoder
 from . import run_files
 
 FORMAT = "musicrep-checkpoint/1"

@@ -286,7 +286,7 @@ def _check_files(cfg: TrainConfig) -> None:
     }
     if cfg.id2tag_file:
         files["id2tag_file"] = cfg.id2tag_file
-    from ..views.base import VIEWS  # torch; only once the keys are known to be good
+    from ..views import VIEWS  # torch; only once the keys are known to be good
 
     for view in cfg.views or []:  # encoders' start files (word2vec matrices, ...)
         files.update(VIEWS[view].encoder_files(cfg))
@@ -302,7 +302,7 @@ def _check_files(cfg: TrainConfig) -> None:
 
 def _resolve_views(values: dict[str, Any]) -> dict[str, Any]:
     """`encoder` or `views`/`pairs`/`targets` -> explicit views, pairs and targets."""
-    from ..views.base import VIEWS
+    from ..views import VIEWS
 
     encoder, views, pairs, targets = (values.get(k) for k in ("encoder", "views", "pairs", "targets"))
     baseline = values["objective"] == "baseline"

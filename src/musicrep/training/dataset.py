@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from ..data.h5io import read_split_info
 from ..errors import ConfigError
 from ..settings import TrainConfig
-from ..views.base import FieldReader, View, make_views
+from ..views import FieldReader, View, make_views
 
 
 class TrackDataset(Dataset):

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ..model.losses import gather_with_grad, nt_xent
 from ..settings import TrainConfig
-from ..views.base import VIEWS
+from ..views import VIEWS
 
 Batch = dict[str, torch.Tensor]
 LOSSES = {"mse": ("mse", F.mse_loss), "bce": ("bce", F.binary_cross_entropy_with_logits)}

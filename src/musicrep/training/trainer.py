@@ -43,7 +43,7 @@ from tqdm import tqdm
 from ..layout import MANIFEST
 from ..precision import use_bf16
 from ..settings import TrainConfig
-from ..views.base import build_model, model_args
+from ..views import build_model, model_args
 from . import loaders
 from .checkpoint import check_model_args, load_resume_point, restore, rng_state, training_state
 from .dataset import open_splits
