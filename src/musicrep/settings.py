@@ -65,6 +65,13 @@ class TrainConfig:
     # chance, MSE at the targets' variance) for the first epochs would otherwise end a run
     # that has not started learning (as Lightning's min_epochs)
     min_epochs: int = 0
+    # validation that scales: validate every `val_every` epochs (and at the last), on at
+    # most `max_val_tracks` validation tracks, a subset drawn from `seed` (the same tracks
+    # every epoch and after a resume); null: every track (a full Melon val split takes
+    # about 17 minutes on 2 CPU cores). With val_every > 1, patience counts epochs: make
+    # it a multiple of val_every.
+    val_every: int = 1
+    max_val_tracks: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

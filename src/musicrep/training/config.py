@@ -246,6 +246,9 @@ def _check_values(cfg: TrainConfig) -> None:
         positive["max_steps_per_epoch"] = cfg.max_steps_per_epoch
     if cfg.patience is not None:
         positive["patience"] = cfg.patience
+    positive["val_every"] = cfg.val_every
+    if cfg.max_val_tracks is not None:
+        positive["max_val_tracks"] = cfg.max_val_tracks
     for key, v in positive.items():
         if not v > 0:
             raise ConfigError(f"config key '{key}' must be > 0, got {v}")

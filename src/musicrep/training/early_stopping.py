@@ -40,6 +40,11 @@ class EarlyStopping:
         self.epochs_run = epoch
         return improved
 
+    def skip(self, epoch: int) -> bool:
+        """Record epoch `epoch` as run without validation (val_every > 1); never best."""
+        self.epochs_run = epoch
+        return False
+
     @property
     def stopped(self) -> bool:
         """True when `patience` epochs have passed since the best validation loss (and the run

@@ -11,8 +11,9 @@ import itertools
 import os
 from collections.abc import Iterator
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from ..errors import ConfigError
@@ -52,9 +53,21 @@ def train_loader(ds: TrackDataset, ctx: DistContext, cfg: TrainConfig, batch_siz
 
 def val_loader(ds: TrackDataset, ctx: DistContext, cfg: TrainConfig, batch_size: int,
                device: torch.device) -> DataLoader:
-    """The validation DataLoader: every track of this process's shard, centred crops."""
-    sampler = DistributedSampler(ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=False)
-    return _loader(ds, sampler, cfg, batch_size, device, drop_last=False, epoch=0)
+    """The validation DataLoader: every track of this process's shard (or of the seeded
+    subset, with max_val_tracks), centred crops."""
+    subset = val_subset(len(ds), cfg.max_val_tracks, cfg.seed)
+    data = ds if subset is None else Subset(ds, subset.tolist())
+    sampler = DistributedSampler(data, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=False)
+    return _loader(data, sampler, cfg, batch_size, device, drop_last=False, epoch=0)
+
+
+def val_subset(n_tracks: int, max_tracks: int | None, seed: int) -> np.ndarray | None:
+    """The validation tracks (sorted rows) when a run validates on at most `max_tracks`
+    of `n_tracks`; None for all. Drawn from `seed` alone, so every epoch and every resume
+    sees the same tracks."""
+    if max_tracks is None or max_tracks >= n_tracks:
+        return None
+    return np.sort(np.random.default_rng((seed, 7919)).choice(n_tracks, size=max_tracks, replace=False))
 
 
 def _loader(ds: TrackDataset, sampler: DistributedSampler, cfg: TrainConfig, batch_size: int,

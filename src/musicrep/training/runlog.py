@@ -190,7 +190,8 @@ class RunLog:
         if self.writer is not None:
             for prefix, terms in (("train", train), ("val", val)):
                 for k, v in terms.items():
-                    self.writer.add_scalar(f"{prefix}/{k}", v, step)
+                    if v == v:  # not NaN: an epoch without validation (val_every) has none
+                        self.writer.add_scalar(f"{prefix}/{k}", v, step)
             self.writer.add_scalar("samples_per_s", row["samples_per_s"], step)
             self.writer.flush()
 

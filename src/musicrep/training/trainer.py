@@ -114,16 +114,18 @@ class Trainer:
             with contextlib.closing(self.runlog), epoch_faults(self.saver.last, self.log):
                 for epoch in epochs:
                     train_terms, seconds = self.train_epoch(epoch)
-                    val_terms = self.validate()
-                    if not math.isfinite(val_terms["loss"]):  # before anything of the epoch is saved
+                    validated = epoch % cfg.val_every == 0 or epoch == cfg.epochs
+                    val_terms = self.validate() if validated else dict.fromkeys(train_terms, math.nan)
+                    if validated and not math.isfinite(val_terms["loss"]):  # before anything is saved
                         raise nonfinite_loss("validation", val_terms["loss"], epoch, self.val_set,
                                              "validation_dataset_file")
-                    improved = early.update(epoch, val_terms["loss"])
+                    improved = early.update(epoch, val_terms["loss"]) if validated else early.skip(epoch)
                     metrics = epoch_row(epoch, train_terms, val_terms, seconds,
                                         self.steps_per_epoch * cfg.batch_size, early.best_epoch)
                     self._save(epoch, val_terms["loss"], improved, metrics, train_terms, val_terms)
+                    val_text = f"{val_terms['loss']:.4f}" if validated else "-"
                     self.log(
-                        f"epoch {epoch}/{cfg.epochs}  train {train_terms['loss']:.4f}  val {val_terms['loss']:.4f}"
+                        f"epoch {epoch}/{cfg.epochs}  train {train_terms['loss']:.4f}  val {val_text}"
                         f"  {metrics['samples_per_s']:.1f} samples/s" + ("  (best)" if improved else "")
                     )
                     barrier(self.dist)
