@@ -17,8 +17,6 @@ from musicrep.data.builder import DatasetArgs, create_dataset
 from musicrep.data.genre_w2v import train_from_dataset
 from musicrep.toy.melon import make_toy_melon
 
-REPO = Path(__file__).resolve().parents[1]
-
 # Small but structured: enough tracks per genre for the split, the CF and a learning check.
 TOY = dict(songs=480, playlists=300, frames=400, seed=0)
 TOY_DATASET = dict(frames=300, cf_factors=32, cf_epochs=30, workers=2)

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .readme_blocks import DOCS, README, REPO, Block, code_blocks, doc_pages, readme_block
+from tests.helpers import REPO
+from tests.helpers.docs import DOCS, README, Block, code_blocks, doc_pages, readme_block
 
 README_MAX_LINES = 210
 LANGUAGES = {"python", "py", "bash", "sh", "csv", "bibtex", ""}
@@ -29,12 +30,12 @@ LANGUAGES = {"python", "py", "bash", "sh", "csv", "bibtex", ""}
 # Blocks that another test runs, found there with readme_block(language, containing):
 # (language, containing) -> that test. Each must find exactly the block it names.
 RUN_ELSEWHERE = {
-    ("python", "load_encoder"): "tests/test_encoder.py::test_readme_api_example_runs",
-    ("python", "musicrep import hear"): "tests/test_encoder.py::test_readme_hear_example_runs",
-    ("bash", "explore.py"): "tests/test_explore.py::readme_pages",
+    ("python", "load_encoder"): "tests/unit/inference/test_encoder.py::test_readme_api_example_runs",
+    ("python", "musicrep import hear"): "tests/unit/inference/test_encoder.py::test_readme_hear_example_runs",
+    ("bash", "explore.py"): "tests/e2e/test_explore.py::readme_pages",
 }
-# `<!-- recipe: NAME -->` blocks run by tests/test_import_audio.py::test_readme_recipe_NAME.
-RECIPE_TESTS = REPO / "tests" / "test_import_audio.py"
+# `<!-- recipe: NAME -->` blocks run by tests/unit/data/test_importer.py::test_readme_recipe_NAME.
+RECIPE_TESTS = REPO / "tests" / "unit" / "data" / "test_importer.py"
 
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
@@ -89,7 +90,7 @@ def _runner(b: Block) -> str | None:
         name = b.comment.split(":", 1)[1].strip()
         test = f"test_readme_recipe_{name}"
         assert f"def {test}(" in RECIPE_TESTS.read_text(encoding="utf-8"), (b.where, test)
-        return f"tests/test_import_audio.py::{test}"
+        return f"tests/unit/data/test_importer.py::{test}"
     for (language, containing), test in RUN_ELSEWHERE.items():
         if b.language == language and containing in b.code:
             return test

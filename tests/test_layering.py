@@ -8,7 +8,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PKG = Path(__file__).resolve().parents[1] / "src" / "musicrep"
+from tests.helpers import REPO
+
+PKG = REPO / "src" / "musicrep"
 
 # Lowest first. A module may import its own layer and the ones before it, never a later
 # one. Top-level leaves are torch-free constants, errors and helpers anything may use.

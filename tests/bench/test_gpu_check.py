@@ -7,17 +7,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 def test_gpu_check_dry_run_measures_every_section(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable)
-    r = subprocess.run([str(ROOT / "bench" / "gpu_check.sh"), "--dry-run", str(tmp_path)],
+    r = subprocess.run([str(REPO / "bench" / "gpu_check.sh"), "--dry-run", str(tmp_path)],
                        capture_output=True, text=True, env=env, timeout=400, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path / "gpu_check.json").read_text())
@@ -37,6 +36,6 @@ def test_gpu_check_dry_run_measures_every_section(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the check would run for real")
 def test_gpu_check_without_a_gpu_says_so(tmp_path):
-    r = subprocess.run([str(ROOT / "bench" / "gpu_check.sh"), str(tmp_path)], capture_output=True,
+    r = subprocess.run([str(REPO / "bench" / "gpu_check.sh"), str(tmp_path)], capture_output=True,
                        text=True, env=dict(os.environ, PYTHON=sys.executable), timeout=120, check=False)
     assert r.returncode == 2 and "no CUDA device" in r.stderr and "Traceback" not in r.stderr

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import runpy
-from pathlib import Path
 
 import numpy as np
 
 from musicrep.data.melon import load_mel, read_genre_names, read_playlists, read_song_meta
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 BENCH = runpy.run_path(str(REPO / "bench" / "melon_scale.py"))
 
 

@@ -18,9 +18,9 @@ from musicrep.audio import file_mel, mel_to_frames
 from musicrep.inference.embed import track_chunks
 from musicrep.model.audio_cnn import AudioEncoder
 
-from .synth import write_synthetic_dataset
+from tests.helpers import REPO
+from tests.helpers.synth import write_synthetic_dataset
 
-REPO = Path(__file__).resolve().parents[1]
 ENCODE = REPO / "encode.py"
 
 

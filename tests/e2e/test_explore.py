@@ -16,9 +16,9 @@ import soundfile as sf
 
 from musicrep.evaluation.explore import nearest_neighbours
 
-from .cdp import Browser, find_or_install_chromium
-from .conftest import REPO
-from .readme_blocks import readme_block
+from tests.helpers import REPO
+from tests.helpers.browser import Browser, find_or_install_chromium
+from tests.helpers.docs import readme_block
 
 
 def _payload(page: Path) -> dict:

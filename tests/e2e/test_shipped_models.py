@@ -14,7 +14,7 @@ from musicrep.training.config import PAPER_CONFIGS
 from musicrep.training.checkpoint import load_audio_encoder
 from musicrep.model.audio_cnn import AudioEncoder
 
-from .conftest import REPO
+from tests.helpers import REPO
 
 CONFIGS = list(PAPER_CONFIGS)
 

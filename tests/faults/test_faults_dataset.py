@@ -26,9 +26,9 @@ from musicrep.data.builder import DatasetArgs, DatasetError, create_dataset
 from musicrep.io import InterruptGuard, output_lock
 from musicrep.data.melon import mel_path
 
-from . import default_sigint
+from tests.helpers import REPO
+from tests.helpers.faults import Boom, default_sigint
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "create_dataset.py"
 FAST = dict(frames=256, cf_factors=8, cf_epochs=3, workers=2)
 FAST_CLI = ("--frames", "256", "--cf-factors", "8", "--cf-epochs", "3", "--workers", "2")
@@ -283,7 +283,7 @@ class TestRule6NoPickle:
         root, _ = make_melon()
         victim = json.loads((root / "song_meta.json").read_text())[4]["id"]
         marker = tmp_path / "executed"
-        np.save(mel_path(root, victim), np.array([_Boom(str(marker))], dtype=object),
+        np.save(mel_path(root, victim), np.array([Boom(str(marker))], dtype=object),
                 allow_pickle=True)
         out = tmp_path / "ds"
         create_dataset(DatasetArgs(str(root), str(out), **FAST))
@@ -291,13 +291,3 @@ class TestRule6NoPickle:
                    json.loads((out / "skipped.json").read_text())["tracks"]}
         assert reasons[victim] == "mel_unreadable"
         assert not marker.exists()
-
-
-class _Boom:
-    """Unpickling this creates a file: proof that a pickle was executed."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.touch, (Path(self.path),))

@@ -12,9 +12,8 @@ import pytest
 
 from musicrep.evaluation.data import load_eval_data
 
-from tests.test_evaluate import make_eval_dataset
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
+from tests.helpers.evaluation import make_eval_dataset
 
 
 def _main():

@@ -21,9 +21,9 @@ from musicrep.audio import AudioError, file_mel
 from musicrep.inference.embed import embed_files
 from musicrep.model.audio_cnn import AudioEncoder
 
-from . import default_sigint
+from tests.helpers import REPO
+from tests.helpers.faults import default_sigint
 
-REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 
 

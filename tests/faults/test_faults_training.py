@@ -30,12 +30,12 @@ from musicrep.io import output_lock
 from musicrep.training.distributed import DistContext
 from musicrep.training.trainer import Trainer
 
-from ..synth import write_synthetic_dataset
-from ..test_trainer import tiny
-from .test_faults_dataset import _Boom
+from tests.helpers import REPO
+from tests.helpers.faults import Boom
+from tests.helpers.synth import write_synthetic_dataset
+from tests.helpers.training import tiny
 
-ROOT = Path(__file__).resolve().parents[2]
-CFG = {name: str(ROOT / "configs" / f"{name}.json") for name in ("contrastive_MF", "contrastive_MF_gnr", "baseline_MF")}
+CFG = {name: str(REPO / "configs" / f"{name}.json") for name in ("contrastive_MF", "contrastive_MF_gnr", "baseline_MF")}
 
 
 @pytest.fixture
@@ -57,8 +57,8 @@ def one_line_error(err: str) -> str:
 def run_script(script: str, args: list[str], **kw) -> subprocess.CompletedProcess:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     return subprocess.run(
-        [sys.executable, str(ROOT / script), *args], capture_output=True, text=True, env=env,
-        cwd=ROOT, timeout=300, **kw,
+        [sys.executable, str(REPO / script), *args], capture_output=True, text=True, env=env,
+        cwd=REPO, timeout=300, **kw,
     )
 
 
@@ -273,7 +273,7 @@ class TestRule4MessagesNameTheCause:
 class TestRule6NoPickle:
     def test_a_pickled_embedding_matrix_is_never_unpickled(self, ds, tmp_path, capsys):
         marker = tmp_path / "executed"
-        np.save(ds / "embedding_matrix_128.npy", np.array([_Boom(str(marker))], dtype=object),
+        np.save(ds / "embedding_matrix_128.npy", np.array([Boom(str(marker))], dtype=object),
                 allow_pickle=True)
         (ds / "genres.json").unlink()  # the vocabulary size then comes from the matrix too
         assert main("train.py", [CFG["contrastive_MF_gnr"]] + tiny(ds, tmp_path)) == 2

@@ -27,7 +27,7 @@ from musicrep.data.melon import (
 )
 from musicrep.data.splits import stratified_split
 
-from .conftest import REPO
+from tests.helpers import REPO
 
 FAST = dict(frames=256, cf_factors=8, cf_epochs=5, workers=2)
 

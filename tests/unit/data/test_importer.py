@@ -17,7 +17,8 @@ from musicrep.audio import MELON_SEGMENT, SAMPLE_RATE, file_mel, load_audio, mel
 from musicrep.data.importer import CollectionError, import_collection, read_collection
 from musicrep.data.melon import mel_path, read_genre_names, read_playlists, read_song_meta
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 SCRIPT = REPO / "scripts" / "import_audio.py"
 MIN_FRAMES = 60  # ~1 s: the tests use short files; the default (1300) is create_dataset's
 

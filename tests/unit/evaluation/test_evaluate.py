@@ -23,9 +23,8 @@ from musicrep.evaluation.metrics import macro_roc_pr_auc
 from musicrep.model.audio_cnn import AudioEncoder
 from musicrep.evaluation.report import find_metrics_csv
 
-from .synth import write_synthetic_dataset
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+from tests.helpers.evaluation import make_eval_dataset
 
 
 def test_major_genre_targets_include_detail_codes() -> None:
@@ -107,30 +106,6 @@ def test_real_dataset_side_files(tiny_dataset) -> None:
     assert len(held) > 0
     m = popularity_metrics(data.ids["test"], data.popularity, held)
     assert all(0.0 <= v <= 1.0 for v in m.values())
-
-
-def make_eval_dataset(root: Path, n_test: int = 120) -> Path:
-    """Synthetic splits (1 chunk per track) plus small hand-made side files.
-
-    Ids 0-15 train, 16-19 val, then ``n_test`` test tracks; more than k = 100 test
-    tracks by default, so continuation is scored.
-    """
-    ds = write_synthetic_dataset(root, n_train=16, n_val=4, n_test=n_test, frames=256,
-                                 n_genres=8)
-    rng = np.random.default_rng(0)
-    n = 20 + n_test
-    tracks = {str(i): sorted(rng.choice(3, size=int(rng.integers(0, 3)), replace=False).tolist())
-              for i in range(n)}
-    (ds / "track_tags.json").write_text(json.dumps({"tags": ["calm", "party", "rain"],
-                                                     "tracks": tracks}))
-    playlists = [{"id": p, "known": rng.choice(20, 3, replace=False).tolist(),
-                  "held_out": rng.choice(np.arange(20, n), 2, replace=False).tolist()}
-                 for p in range(6)]
-    (ds / "continuation.json").write_text(json.dumps({"playlists": playlists}))
-    popularity = {str(i): int(rng.integers(0, 9)) for i in range(n)}
-    (ds / "popularity.json").write_text(json.dumps(popularity))
-    (ds / "manifest.json").write_text(json.dumps({"source": "synthetic", "tracks": n}))
-    return ds
 
 
 @pytest.fixture

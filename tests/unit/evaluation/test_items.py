@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import runpy
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +16,8 @@ from musicrep.evaluation.run import run_evaluation
 from musicrep.model.audio_cnn import AudioEncoder
 from musicrep.study.stats import metric_replicates
 
-from .test_evaluate import make_eval_dataset
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+from tests.helpers.evaluation import make_eval_dataset
 
 
 @pytest.fixture(scope="module")

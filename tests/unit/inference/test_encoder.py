@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -13,11 +14,11 @@ import torch
 from musicrep import load_encoder
 from musicrep.audio import file_mel, mel_to_frames
 from musicrep.inference.embed import CHUNK_FRAMES, CHUNK_SECONDS, embed_stream
-from musicrep.inference.encoder import GeneratedDataWarning, _warned
+from musicrep.inference.encoder import GeneratedDataWarning
 from musicrep.model.audio_cnn import AudioEncoder
 
-from .conftest import REPO
-from .readme_blocks import readme_block
+from tests.helpers import REPO
+from tests.helpers.docs import readme_block
 
 SHIPPED = REPO / "models" / "contrastive_MF_gnr"
 
@@ -84,12 +85,15 @@ def test_sample_rate_is_applied_not_assumed(random_model):
     assert rows.shape == (1, 128) and starts.tolist() == [0.0]
 
 
-def test_z_layer_width_and_shipped_provenance_warning():
-    _warned.clear()
+def test_z_layer_width_and_shipped_provenance_warning(tmp_path):
+    # The warning is once per checkpoint and process, and other tests load SHIPPED: a
+    # copy at a path not loaded before warns afresh.
+    shipped = tmp_path / SHIPPED.name
+    shutil.copytree(SHIPPED, shipped)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        enc = load_encoder(SHIPPED, device="cpu", layer="z")
-        load_encoder(SHIPPED / "audio_encoder.pt", device="cpu")  # same file: no 2nd warning
+        enc = load_encoder(shipped, device="cpu", layer="z")
+        load_encoder(shipped / "audio_encoder.pt", device="cpu")  # same file: no 2nd warning
     gen = [w for w in caught if issubclass(w.category, GeneratedDataWarning)]
     assert len(gen) == 1 and "GENERATED" in str(gen[0].message)
     assert enc.dim == 256 == enc.model.z_dim  # width 0.25: 2 x 128 channels, not 1024

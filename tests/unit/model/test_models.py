@@ -13,9 +13,11 @@ from musicrep.model.audio_cnn import AudioEncoder, count_parameters, crop_to_inp
 from musicrep.model.metadata import CFEncoder, GenreEncoder
 from musicrep.training.checkpoint import load_audio_encoder
 
+from tests.helpers import REPO
+
 # Keys, shapes and dtypes of the authors' published audio_encoder.pt state dicts
 # (a copy of shared/reference/original_audio_encoder_state_dict.tsv).
-MANIFEST = Path(__file__).resolve().parent / "data" / "original_audio_encoder_state_dict.tsv"
+MANIFEST = REPO / "tests" / "data" / "original_audio_encoder_state_dict.tsv"
 # The same for the original's self-attention genre ("tag") encoder with its 249-code
 # vocabulary (its trainers save it as tag_encoder_att_epoch_N.pt), read off its model code.
 GENRE_MANIFEST = MANIFEST.with_name("original_genre_encoder_state_dict.tsv")

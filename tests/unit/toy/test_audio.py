@@ -18,7 +18,7 @@ from musicrep.data.builder import DatasetArgs, create_dataset
 from musicrep.data.importer import import_collection, read_collection, read_table
 from musicrep.toy.audio import GENERATOR, make_toy_audio
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope="module")

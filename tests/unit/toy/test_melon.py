@@ -22,7 +22,8 @@ from musicrep.data.melon import mel_path
 from musicrep.toy.melon import make_toy_melon
 from musicrep.toy.melon_mels import BAD_BANDS, DEFECT_KINDS
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 SMALL = {"songs": 120, "playlists": 60, "frames": 300}
 
 PLAYLIST_KEYS = {"id": int, "plylst_title": str, "tags": list, "songs": list,

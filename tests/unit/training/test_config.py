@@ -20,13 +20,14 @@ from musicrep.training.config import (
     parse_overrides,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 CONFIGS = PAPER_CONFIGS
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_shipped_configs_have_paper_hyperparameters(name):
-    cfg = load_config(ROOT / "configs" / f"{name}.json", script=CONFIGS[name], check_files=False)
+    cfg = load_config(REPO / "configs" / f"{name}.json", script=CONFIGS[name], check_files=False)
     assert cfg.experiment_name == name
     assert f"{cfg.objective}_{cfg.encoder}" == name
     assert (cfg.learning_rate, cfg.weight_decay, cfg.batch_size, cfg.epochs) == (
@@ -164,8 +165,8 @@ def test_script_exit_code_2_without_traceback(files, tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps(base(files, encoder="MF", device="cpu", epochz=3)))
     for script in SCRIPTS:
-        assert (ROOT / script).is_file()
-    cmd = [sys.executable, str(ROOT / "baseline_train.py"), str(path)]
+        assert (REPO / script).is_file()
+    cmd = [sys.executable, str(REPO / "baseline_train.py"), str(path)]
     r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0

@@ -14,13 +14,12 @@ import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import torch
 
-from .synth import write_synthetic_dataset
+from tests.helpers import REPO
+from tests.helpers.synth import write_synthetic_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
 
 WORKER = textwrap.dedent(
     """
@@ -113,12 +112,12 @@ def test_two_gloo_processes_agree(tmp_path):
         "--master_addr=127.0.0.1",
         f"--master_port={_free_port()}",
         str(script),
-        str(ROOT / "configs" / "contrastive_MF_gnr.json"),
+        str(REPO / "configs" / "contrastive_MF_gnr.json"),
         str(out),
         *overrides,
     ]
     r = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT, check=False
+        cmd, capture_output=True, text=True, env=env, timeout=300, cwd=REPO, check=False
     )
     assert r.returncode == 0, r.stderr[-3000:]
 

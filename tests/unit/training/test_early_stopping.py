@@ -15,11 +15,11 @@ from musicrep.cli.train import main
 from musicrep.errors import ConfigError
 from musicrep.training.config import build_config
 
-from .synth import write_synthetic_dataset
-from .test_trainer import tiny
+from tests.helpers import REPO
+from tests.helpers.synth import write_synthetic_dataset
+from tests.helpers.training import tiny
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = str(ROOT / "configs" / "contrastive_MF.json")
+CONFIG = str(REPO / "configs" / "contrastive_MF.json")
 
 
 @pytest.fixture(scope="module")

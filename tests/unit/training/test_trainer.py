@@ -22,9 +22,10 @@ from musicrep.training.checkpoint import load_audio_encoder
 from musicrep.model.audio_cnn import AudioEncoder
 from musicrep.views import genre_tokens, make_views
 
-from .synth import write_synthetic_dataset
+from tests.helpers import REPO
+from tests.helpers.synth import write_synthetic_dataset
+from tests.helpers.training import tiny, train_straight_and_resumed
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = PAPER_CONFIGS
 TERMS = {
     "baseline_MF": ["mse_cf"],
@@ -43,29 +44,9 @@ def dataset(tmp_path_factory) -> Path:
     )
 
 
-def tiny(ds: Path, save_dir: Path, **kw) -> list[str]:
-    values = {
-        "train_dataset_file": str(ds / "train.h5"),
-        "validation_dataset_file": str(ds / "val.h5"),
-        "save_dir": str(save_dir),
-        "width": 0.125,
-        "batch_size": 8,
-        "epochs": 1,
-        "max_steps_per_epoch": 2,
-        "num_workers": 0,
-        "save_model_every": 1,
-        "log_interval": 1,
-        "device": "cpu",
-    }
-    values.update(kw)
-    return ["--set"] + [
-        f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in values.items()
-    ]
-
-
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_each_config_trains_and_exports(name, dataset, tmp_path, capsys):
-    args = [str(ROOT / "configs" / f"{name}.json")] + tiny(dataset, tmp_path)
+    args = [str(REPO / "configs" / f"{name}.json")] + tiny(dataset, tmp_path)
     assert main(CONFIGS[name], args) == 0
     out = tmp_path / name
     for f in (
@@ -113,17 +94,6 @@ def test_each_config_trains_and_exports(name, dataset, tmp_path, capsys):
     assert (out / "last.pt").stat().st_mtime_ns == mtime
 
 
-def train_straight_and_resumed(ds: Path, tmp_path: Path, name: str, script: str, steps: int) -> tuple[dict, dict]:
-    """configs/<name>.json for 2 epochs straight, and for 1 epoch then resumed to 2;
-    returns both final last.pt checkpoints."""
-    cfg = str(ROOT / "configs" / f"{name}.json")
-    straight, resumed = tmp_path / "a", tmp_path / "b"
-    assert main(script, [cfg] + tiny(ds, straight, epochs=2, max_steps_per_epoch=steps)) == 0
-    assert main(script, [cfg] + tiny(ds, resumed, epochs=1, max_steps_per_epoch=steps)) == 0
-    assert main(script, [cfg] + tiny(ds, resumed, epochs=2, max_steps_per_epoch=steps)) == 0
-    return tuple(load_checkpoint(d / name / "last.pt") for d in (straight, resumed))
-
-
 def test_resume_gives_identical_weights(dataset, tmp_path):
     straight, resumed = tmp_path / "a", tmp_path / "b"
     a, b = train_straight_and_resumed(dataset, tmp_path, "contrastive_MF_gnr", "train.py", 3)
@@ -142,7 +112,7 @@ def test_resume_gives_identical_weights(dataset, tmp_path):
 
 
 def test_resume_refuses_a_different_model(dataset, tmp_path, capsys):
-    cfg = str(ROOT / "configs" / "contrastive_MF.json")
+    cfg = str(REPO / "configs" / "contrastive_MF.json")
     assert main("single_train.py", [cfg] + tiny(dataset, tmp_path)) == 0
     capsys.readouterr()
     assert main("single_train.py", [cfg] + tiny(dataset, tmp_path, epochs=2, width=0.25)) == 2
@@ -215,7 +185,7 @@ def test_bf16_deterministic_float32_checkpoints(dataset, tmp_path):
     """bf16 autocast on CPU: same seed, same weights; weights and checkpoints stay
     float32; config.json records what was used; and autocast really was on (the
     weights differ from a float32 run's)."""
-    cfg = str(ROOT / "configs" / "contrastive_MF_gnr.json")
+    cfg = str(REPO / "configs" / "contrastive_MF_gnr.json")
     runs = {}
     for name, bf16 in (("a", True), ("b", True), ("fp32", False)):
         args = [cfg] + tiny(dataset, tmp_path / name, bf16=bf16, max_steps_per_epoch=3)
@@ -242,7 +212,7 @@ def test_bf16_auto_follows_what_torch_reports(dataset, tmp_path):
     """The default "auto" turns bf16 on exactly where torch reports native bf16."""
     caps = torch.cpu.get_capabilities()
     native = bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
-    cfg = str(ROOT / "configs" / "contrastive_MF.json")
+    cfg = str(REPO / "configs" / "contrastive_MF.json")
     assert main("single_train.py", [cfg] + tiny(dataset, tmp_path, max_steps_per_epoch=1)) == 0
     info = json.loads((tmp_path / "contrastive_MF" / "config.json").read_text())
     assert info["bf16"] == "auto" and info["bf16_resolved"] is native
@@ -256,7 +226,7 @@ def test_tracks_without_cf_vector_are_out_of_cf_terms_in_training(tmp_path, caps
         with h5py.File(ds_dir / f"{split}.h5", "r+") as f:
             f["dataset/cf_data"][...] = 0.0
     for name in ("contrastive_MF_gnr", "baseline_MF_gnr"):
-        args = [str(ROOT / "configs" / f"{name}.json")] + tiny(ds_dir, tmp_path / "runs")
+        args = [str(REPO / "configs" / f"{name}.json")] + tiny(ds_dir, tmp_path / "runs")
         assert main(CONFIGS[name], args) == 0
         with open(tmp_path / "runs" / name / "metrics.csv") as f:
             row = {k: float(v) for k, v in next(csv.DictReader(f)).items()}

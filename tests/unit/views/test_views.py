@@ -19,11 +19,11 @@ from musicrep.data.melon import Playlist
 from musicrep.data.tags import read_playlist_tags, write_playlist_tags
 from musicrep.layout import PLAYLIST_TAGS as TAGS_FILE, TAG_W2V as TAG_MATRIX
 
-from .synth import write_synthetic_dataset
-from .test_trainer import tiny, train_straight_and_resumed
+from tests.helpers import REPO
+from tests.helpers.synth import write_synthetic_dataset
+from tests.helpers.training import tiny, train_straight_and_resumed
 
-ROOT = Path(__file__).resolve().parents[1]
-AUTHORS = ROOT / "tests" / "data" / "authors_configs"
+AUTHORS = REPO / "tests" / "data" / "authors_configs"
 TAG_CONFIGS = {"contrastive_tags": "single_train.py", "contrastive_MF_gnr_tags": "train.py"}
 
 
@@ -68,7 +68,7 @@ def test_encoder_shorthand_equals_explicit_views(script, shorthand, explicit, sy
     the same loss terms and bit-identical weights."""
     runs = {}
     for tag, keys in (("a", shorthand), ("b", explicit)):
-        cfg = json.loads((ROOT / "configs" / f"{'baseline' if 'baseline' in script else 'contrastive'}_MF_gnr.json").read_text())
+        cfg = json.loads((REPO / "configs" / f"{'baseline' if 'baseline' in script else 'contrastive'}_MF_gnr.json").read_text())
         cfg = {k: v for k, v in cfg.items() if k != "encoder"} | keys
         path = tmp_path / f"{tag}.json"
         path.write_text(json.dumps(cfg))
@@ -83,15 +83,15 @@ def test_config_script_query_for_every_shipped_config():
     expected = dict(PAPER_CONFIGS) | TAG_CONFIGS
     for name, script in expected.items():
         r = subprocess.run(
-            [sys.executable, "-m", "musicrep.training.config", "script", str(ROOT / "configs" / f"{name}.json")],
+            [sys.executable, "-m", "musicrep.training.config", "script", str(REPO / "configs" / f"{name}.json")],
             capture_output=True, text=True, check=False,
         )
         assert r.returncode == 0 and r.stdout.strip() == script, (name, r.stderr)
-    assert sorted(p.stem for p in (ROOT / "configs").glob("*.json")) == sorted(expected)
+    assert sorted(p.stem for p in (REPO / "configs").glob("*.json")) == sorted(expected)
 
 
 def test_bad_views_and_pairs_are_one_line(synth, tmp_path, capsys):
-    base = json.loads((ROOT / "configs" / "contrastive_tags.json").read_text())
+    base = json.loads((REPO / "configs" / "contrastive_tags.json").read_text())
     for bad, key in (
         ({"views": ["audio", "lyrics"]}, "'views'"),
         ({"views": ["cf", "audio"]}, "'views'"),
@@ -107,7 +107,7 @@ def test_bad_views_and_pairs_are_one_line(synth, tmp_path, capsys):
 
 
 def test_tags_config_on_a_dataset_without_tags_says_so(synth, tmp_path, capsys):
-    args = [str(ROOT / "configs" / "contrastive_tags.json")] + tiny(synth, tmp_path)
+    args = [str(REPO / "configs" / "contrastive_tags.json")] + tiny(synth, tmp_path)
     assert main("single_train.py", args) == 2
     err = capsys.readouterr().err.strip()
     assert "tag_embedding_matrix_file" in err and err.count("\n") == 0
@@ -139,7 +139,7 @@ def test_create_dataset_writes_the_tags_view_data(tiny_dataset):
 
 @pytest.mark.parametrize("name", list(TAG_CONFIGS))
 def test_tags_configs_train(name, tiny_dataset, tmp_path):
-    args = [str(ROOT / "configs" / f"{name}.json")] + tiny(tiny_dataset, tmp_path, max_steps_per_epoch=1)
+    args = [str(REPO / "configs" / f"{name}.json")] + tiny(tiny_dataset, tmp_path, max_steps_per_epoch=1)
     assert main(TAG_CONFIGS[name], args) == 0
     ckpt = load_checkpoint(tmp_path / name / "last.pt")
     assert {"audio", "tags"} <= set(ckpt["models"]) and ckpt["model_args"]["n_tags"] > 0
@@ -154,7 +154,7 @@ def test_interrupted_tags_run_resumes_to_identical_weights(tiny_dataset, tmp_pat
 
 
 def test_checkpoint_from_before_views_resumes_or_fails_in_one_line(synth, tmp_path, capsys):
-    cfg = str(ROOT / "configs" / "contrastive_MF_gnr.json")
+    cfg = str(REPO / "configs" / "contrastive_MF_gnr.json")
     assert main("train.py", [cfg] + tiny(synth, tmp_path, max_steps_per_epoch=1)) == 0
     last = tmp_path / "contrastive_MF_gnr" / "last.pt"
     ckpt = load_checkpoint(last)
@@ -174,7 +174,7 @@ def test_checkpoint_from_before_views_resumes_or_fails_in_one_line(synth, tmp_pa
 
 
 def test_config_json_provenance(synth, tmp_path):
-    cfg = str(ROOT / "configs" / "baseline_MF.json")
+    cfg = str(REPO / "configs" / "baseline_MF.json")
     assert main("baseline_train.py", [cfg] + tiny(synth, tmp_path / "a", max_steps_per_epoch=1)) == 0
     prov = json.loads((tmp_path / "a" / "baseline_MF" / "config.json").read_text())["provenance"]
     assert prov == {"data": "unknown", "dataset_manifest": None, "generator": None,
@@ -191,7 +191,7 @@ def test_config_json_provenance(synth, tmp_path):
 
 
 def test_paper_configs_resolve_to_the_papers_terms():
-    pairs = load_config(ROOT / "configs" / "contrastive_MF_gnr.json", check_files=False).pairs
+    pairs = load_config(REPO / "configs" / "contrastive_MF_gnr.json", check_files=False).pairs
     assert pairs == [["audio", "genre"], ["audio", "cf"], ["cf", "genre"]]
-    both = load_config(ROOT / "configs" / "contrastive_MF_gnr_tags.json", check_files=False)
+    both = load_config(REPO / "configs" / "contrastive_MF_gnr_tags.json", check_files=False)
     assert both.views == ["audio", "cf", "genre", "tags"] and len(both.pairs) == 6
