@@ -23,15 +23,9 @@ from pathlib import Path
 
 import torch
 
+from musicrep.training.config import PAPER_CONFIGS as SCRIPTS  # config -> the script the paper names
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {
-    "baseline_MF": "baseline_train.py",
-    "baseline_gnr": "baseline_train.py",
-    "baseline_MF_gnr": "baseline_train.py",
-    "contrastive_MF": "single_train.py",
-    "contrastive_gnr": "single_train.py",
-    "contrastive_MF_gnr": "train.py",
-}
 
 
 def run(*cmd: str) -> None:
