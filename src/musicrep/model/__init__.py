@@ -1,0 +1,1 @@
+"""The networks (the audio CNN, the other views' encoders, the container) and the contrastive loss."""
