@@ -224,3 +224,19 @@ class InterruptGuard:
             yield
         finally:
             self._hit.clear()
+
+
+def write_error(directory: Path) -> OSError | None:
+    """Create `directory` if missing and write (then remove) a temporary file in it: the
+    OSError that says why an output cannot go there, or None. Commands call it before any
+    work, so that a read-only place fails at once, not after an hour of work; each words
+    its own one-line error."""
+    import tempfile
+
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check.", suffix=".tmp"):
+            pass
+    except OSError as e:
+        return e
+    return None

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import write_error
 from ..model.layers import DEFAULT_LAYER, LAYERS
 
 
@@ -107,17 +108,11 @@ def _segment(spec: str | None) -> tuple[float, float] | None:
 
 def _check_writable(out: Path) -> None:
     """Fail before any work when ``out`` cannot be written (not after an hour of encoding)."""
-    import tempfile
-
     if out.is_dir():
         raise ValueError(f"--out {out}: is a directory; give a .npz file path")
-    parent = out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{out.name}.", suffix=".tmp"):
-            pass
-    except OSError as e:
-        raise ValueError(f"--out {out}: cannot write in {parent} ({e.strerror or e})") from None
+    e = write_error(out.parent)
+    if e is not None:
+        raise ValueError(f"--out {out}: cannot write in {out.parent} ({e.strerror or e})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..io import write_error
 from ..model.layers import DEFAULT_LAYER, LAYERS
 
 if TYPE_CHECKING:
@@ -96,15 +97,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _check_writable(out: Path) -> str | None:
     """Why results cannot be written to ``out`` (created if missing), or None."""
-    import tempfile
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check.", suffix=".tmp"):
-            pass
-    except OSError as e:
-        return f"{out}: output directory is not writable ({e.strerror or type(e).__name__})"
-    return None
+    e = write_error(out)
+    return None if e is None else f"{out}: output directory is not writable ({e.strerror or type(e).__name__})"
 
 
 def main(argv: list[str] | None = None) -> int:

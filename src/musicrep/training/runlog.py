@@ -23,7 +23,6 @@ import contextlib
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ..io import OutputLocked, atomic_path, output_lock
+from ..io import OutputLocked, atomic_path, output_lock, write_error
 from ..layout import MANIFEST, corpus_origin
 from ..settings import TrainConfig
 from . import run_files
@@ -41,13 +40,10 @@ from .distributed import DistContext, from_main
 def check_writable(out_dir: Path) -> None:
     """Create the run folder and check a file can be written in it; ConfigError naming
     save_dir otherwise (before any data is read)."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
-    except OSError as e:
+    e = write_error(out_dir)
+    if e is not None:
         why = e.strerror or e
-        raise ConfigError(f"config key 'save_dir': cannot write the run folder {out_dir} ({why})") from None
+        raise ConfigError(f"config key 'save_dir': cannot write the run folder {out_dir} ({why})")
 
 
 @contextlib.contextmanager
