@@ -104,6 +104,17 @@ class DatasetLayout:
         return self.root / name
 
 
+def corpus_dirs(manifest: dict | None, dataset_dir: Path | None = None) -> list[Path]:
+    """Where the corpus a dataset was built from may be: the manifest's
+    ``source.melon_dir`` (or a plain string ``source``, older manifests), as given and
+    relative to the dataset directory; [] when the manifest names none."""
+    src = (manifest or {}).get("source")
+    corpus = src.get("melon_dir") if isinstance(src, dict) else src
+    if not (isinstance(corpus, str) and corpus):
+        return []
+    return [Path(corpus)] + ([Path(dataset_dir) / corpus] if dataset_dir else [])
+
+
 def corpus_origin(manifest: dict | None, dataset_dir: Path | None = None) -> tuple[str, dict | None]:
     """Where a dataset's tracks come from, by its manifest (create_dataset's
     `manifest.json`): ("generated", the generator's record), ("real", None) or
@@ -116,15 +127,12 @@ def corpus_origin(manifest: dict | None, dataset_dir: Path | None = None) -> tup
     src = (manifest or {}).get("source")
     if isinstance(src, dict) and isinstance(src.get("generated"), bool):
         return ("generated", src.get("generator")) if src["generated"] else ("real", None)
-    corpus = src.get("melon_dir") if isinstance(src, dict) else src
-    if isinstance(corpus, str) and corpus:
-        candidates = [Path(corpus)] + ([Path(dataset_dir) / corpus] if dataset_dir else [])
-        for c in candidates:
-            marker = c / GENERATED_MARKER
-            if marker.is_file():
-                try:
-                    record = json.loads(marker.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    record = None
-                return "generated", record
+    for c in corpus_dirs(manifest, dataset_dir):
+        marker = c / GENERATED_MARKER
+        if marker.is_file():
+            try:
+                record = json.loads(marker.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                record = None
+            return "generated", record
     return "unknown", None

@@ -32,6 +32,7 @@ from ..layout import (
     TRACK_TAGS,
     TRUTH_FILE,
     DatasetLayout,
+    corpus_dirs,
     corpus_origin,
 )
 
@@ -198,20 +199,8 @@ def find_truth_file(data_root: Path, manifest: dict) -> Path | None:
     Looked for in the manifest's ``source.melon_dir`` (or a plain string ``source``),
     as given and relative to the dataset directory.
     """
-    melon = _melon_dir_of(manifest)
-    if melon is None:
-        return None
-    for cand in (Path(melon), data_root / melon):
-        if (cand / TRUTH_FILE).is_file():
-            return cand / TRUTH_FILE
-    return None
-
-
-def _melon_dir_of(manifest: dict) -> str | None:
-    src = manifest.get("source")
-    if isinstance(src, dict):
-        src = src.get("melon_dir")
-    return src if isinstance(src, str) and src else None
+    return next((c / TRUTH_FILE for c in corpus_dirs(manifest, data_root)
+                 if (c / TRUTH_FILE).is_file()), None)
 
 
 def dataset_is_generated(data_root: Path, manifest: dict) -> bool:
