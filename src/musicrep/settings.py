@@ -65,6 +65,12 @@ class TrainConfig:
     # chance, MSE at the targets' variance) for the first epochs would otherwise end a run
     # that has not started learning (as Lightning's min_epochs)
     min_epochs: int = 0
+    # what best.pt, early stopping (and the study's lr grid) look at: "sum", the validation
+    # loss of every term; or "audio", only the terms that involve the audio view (a
+    # contrastive run's ntxent_audio_*; a term such as ntxent_cf_genre trains the other
+    # encoders and says nothing about the audio embedding, which is what gets evaluated).
+    # A baseline's terms all involve audio, so both give the same there.
+    select_on: str = "sum"
     # validation that scales: validate every `val_every` epochs (and at the last), on at
     # most `max_val_tracks` validation tracks, a subset drawn from `seed` (the same tracks
     # every epoch and after a resume); null: every track (a full Melon val split takes

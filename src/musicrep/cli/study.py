@@ -4,10 +4,12 @@
     python scripts/study.py --study-dir runs/study_smoke --smoke      # minutes, same files
     python scripts/study.py --study-dir runs/study --report-only      # tables from finished runs
     python scripts/study.py --study-dir runs/study --plan-only        # the plan and its estimate
+    python scripts/study.py --reanalyse reports/study/results.json    # seed-level tests, no training
 
 A thin command line over musicrep.study (the pipeline, its files and the report are
 described there). Exit codes: 0 done, 2 bad input or study directory (one line on
-stderr), 1 training failed, 130 interrupted (rerun the same command to resume).
+stderr), 1 training failed or a file could not be written, 130 interrupted (rerun the
+same command to resume).
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..io import write_json
 from ..study.directory import Layout, log
 from ..study.pipeline import run_study
 from ..study.plan import FULL, SMOKE, describe, load_plan
-from ..study.report import write_report
+from ..study.report import POPULARITY_TAGS, load_results, reanalyse_results, write_report
+from .common import Parser, os_error_line
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="study.py", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="study.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--study-dir", default="runs/study", help="where every run and the report go "
                    "(default: runs/study; the full study belongs outside the work tree)")
     p.add_argument("--smoke", action="store_true", help="the tiny plan: same pipeline in minutes")
@@ -32,19 +36,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--publish", default=None, help="copy the finished report/ to this directory")
     p.add_argument("--reading", default=None, help="markdown file with the reading of the results "
                    "(becomes results.md's 'Reading'; the Makefile passes reports/study_reading.md)")
+    p.add_argument("--reanalyse", default=None, metavar="RESULTS_JSON",
+                   help="re-analyse a finished study's results.json without training: seed-level "
+                   "tests, Holm over the reading's claims, equivalence margins; rewrites results.md, "
+                   "reanalysis.md/.json and the plots beside it (results.json stays as it is)")
+    p.add_argument("--popularity-corpus", default=None, metavar="DIR",
+                   help="with --reanalyse: regenerate the study's corpus (short mels, about a minute) "
+                   f"in DIR and score the popularity oracle on tags ({POPULARITY_TAGS} beside "
+                   "results.json)")
     p.add_argument("--device", default="auto", help="evaluation device (training: config 'auto')")
     p.add_argument("--quiet", action="store_true", help="no progress bars while embedding")
     return p
 
 
+def reanalyse(a: argparse.Namespace) -> None:
+    """--reanalyse: the popularity oracle's tag row first when asked, then the tables."""
+    path = Path(a.reanalyse)
+    if a.popularity_corpus:
+        from ..study.pipeline import score_popularity_tags
+
+        scored = score_popularity_tags(load_results(path), Path(a.popularity_corpus))
+        write_json(path.parent / POPULARITY_TAGS, scored)
+    reanalyse_results(path, Path(a.reading) if a.reading else None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the study (or only its plan or report); returns the process exit code."""
-    a = build_parser().parse_args(argv)
+    """Run the study (or only its plan, report or re-analysis); returns the exit code."""
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.reanalyse and (a.smoke or a.report_only or a.plan_only or a.publish):
+        parser.error("--reanalyse works on a results.json alone: leave out --smoke, "
+                     "--report-only, --plan-only and --publish")
+    if a.popularity_corpus and not a.reanalyse:
+        parser.error("--popularity-corpus goes with --reanalyse")
     from ..data.builder import DatasetError
 
     layout = Layout(Path(a.study_dir))
     plan = SMOKE if a.smoke else FULL
     try:
+        if a.reanalyse:
+            reanalyse(a)
+            return 0
         if a.plan_only:
             log(describe(plan))
             return 0
@@ -61,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         # StudyError, ConfigError, MelonFormatError, unusable files or directories
         print(f"study.py: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk or an unwritable report folder
+        print(f"study.py: error: {os_error_line(e)}", file=sys.stderr)
+        return 1
     except RuntimeError as e:  # TrainingError: the loss became NaN
         print(f"study.py: training failed: {e}", file=sys.stderr)
         return 1

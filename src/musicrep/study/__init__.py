@@ -7,9 +7,11 @@ intervals and paired comparisons. Where each part lives:
     directory.py   the study directory: where each step writes its file; StudyError
     pipeline.py    which runs exist; training and evaluating them resumably
     evaluate.py    one encoder evaluated on both layers (eval.json, eval.npz)
-    analysis.py    the finished runs collected; intervals and paired differences
-    stats.py       the bootstrap: intervals and paired comparisons on per-item results
-    report.py      results.md/.csv/.json, plots, the published copy, the reading
+    analysis.py    the finished runs collected; intervals and paired differences; the
+                   re-analysis (seed-level tests, Holm over the reading's claims, margins)
+    stats.py       the bootstrap on per-item results; seed-level t-test, TOST, Holm
+    report.py      results.md/.csv/.json, reanalysis.md/.json, plots, the published copy,
+                   the reading; --reanalyse rebuilds them from a results.json alone
 
 The command line is musicrep.cli.study (scripts/study.py).
 

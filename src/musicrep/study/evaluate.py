@@ -87,3 +87,22 @@ def playlist_queries(data: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
     if why or not known:
         raise StudyError(why or f"{data.root}: no playlist has known and held-out tracks")
     return known, held
+
+
+def popularity_tag_scores(data: Any, items: dict[str, np.ndarray] | None = None) -> dict[str, float | None]:
+    """The tagging columns of the popularity oracle: every tag of a test track scored by
+    the track's playlist count (``popularity.json``). A track's tags are those of the
+    playlists that hold it, so the count predicts how many tags it has; the count
+    includes the evaluated playlists, so this is an oracle reference, not a model.
+    ``items`` receives ``tag_scores`` and ``tag_labels`` for the study's bootstrap."""
+    from ..evaluation.metrics import macro_roc_pr_auc
+    from ..evaluation.tasks import TASK_COLUMNS
+
+    labels = np.asarray(data.tag_y["test"])
+    counts = np.array([float(data.popularity.get(str(int(t)), 0)) for t in data.ids["test"]])
+    scores = np.repeat(counts[:, None], labels.shape[1], axis=1)
+    if items is not None:
+        items["tag_scores"], items["tag_labels"] = scores, labels
+    got = macro_roc_pr_auc(labels, scores)
+    roc_col, pr_col = TASK_COLUMNS["tagging"]
+    return {roc_col: got["roc_auc"], pr_col: got["pr_auc"]}

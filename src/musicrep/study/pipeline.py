@@ -12,7 +12,9 @@ an interrupted training resumes from its last.pt:
     runs/<config>/lr<lr>/seed<k>/      one training run (early stopping on validation loss)
         eval.json, eval.npz            its evaluation, both layers: rows and per-item arrays
     runs/random-init/seed<k>/eval.*    untrained encoder of the same width, per seed
-    runs/popularity/eval.*             the popularity ranking (continuation only)
+    runs/popularity/eval.*             the popularity ranking (continuation) and the playlist
+                                       count as the score of every tag (tagging): an oracle
+                                       reference, its counts include the evaluated playlists
     grid.json                          the learning rate chosen per objective family
     report/                            results.md/.csv/.json and plots (musicrep.study.report)
 
@@ -36,7 +38,7 @@ from ..io import write_json
 from ..layout import MANIFEST, TAG_W2V, DatasetLayout
 from ..training.config import shipped_config
 from .directory import Layout, StudyError, log, lr_name
-from .evaluate import evaluate_encoder, playlist_queries, write_eval
+from .evaluate import evaluate_encoder, playlist_queries, popularity_tag_scores, write_eval
 from .plan import LAYERS, POPULARITY, RANDOM, Plan, check_plan, describe, family_of, run_list
 
 def build_data(layout: Layout, plan: Plan) -> None:
@@ -72,7 +74,7 @@ def train_run(layout: Layout, plan: Plan, config: str, lr: float, seed: int) -> 
         "validation_dataset_file": str(files.split("val")),
         "save_dir": str(out.parent), "experiment_name": out.name, "seed": seed,
         "epochs": plan.max_epochs, "patience": plan.patience, "min_epochs": plan.min_epochs,
-        "learning_rate": lr,
+        "select_on": plan.select_on, "learning_rate": lr,
         "batch_size": plan.batch_size, "width": plan.width, "bf16": plan.bf16,
         "num_workers": plan.num_workers, "max_steps_per_epoch": plan.max_steps_per_epoch,
         "save_model_every": plan.max_epochs,
@@ -198,7 +200,7 @@ def train_all(layout: Layout, plan: Plan, evaluate_run: Callable[[str, float, in
 def evaluate_references(layout: Layout, plan: Plan, data: Any, queries: Any, device: str,
                         progress: bool) -> None:
     """The rows every model is compared with: an untrained encoder of the plan's width per
-    seed, and the popularity ranking (continuation only)."""
+    seed, and the popularity oracle (continuation; the playlist count as every tag's score)."""
     from ..evaluation.continuation import K, PLAYLIST_BATCH, popularity_metrics
     from ..evaluation.run import random_init_encoder
 
@@ -213,5 +215,71 @@ def evaluate_references(layout: Layout, plan: Plan, data: Any, queries: Any, dev
     if not (folder / "eval.npz").is_file() and data.popularity is not None:
         items: dict[str, np.ndarray] = {}
         row = popularity_metrics(data.ids["test"], data.popularity, queries[1], K, PLAYLIST_BATCH, items)
+        if data.tag_y is not None:
+            row.update(popularity_tag_scores(data, items))
         write_eval(folder, {layer: row for layer in LAYERS}, {layer: items for layer in LAYERS},
                    {"model": POPULARITY, "seed": None})
+
+
+# The corpus is deterministic in the plan, and its metadata (genres, playlists, tags, the
+# split) do not depend on the mel length: a corpus of short mels is the study's corpus as
+# far as popularity and tags go, built in about a minute instead of the study's hour.
+SHORT_FRAMES = 256  # create_dataset's smallest --frames
+
+
+def score_popularity_tags(results: dict, work: Path) -> dict[str, Any]:
+    """The popularity oracle's tagging row for a finished study whose runs did not score
+    it (the first study): its corpus regenerated in ``work`` with short mels, checked
+    against ``results`` (split sizes, scored playlists, the popularity continuation row
+    to 1e-12; StudyError otherwise), and every tag of a test track scored by its playlist
+    count, with the interval over the study's own bootstrap draws of the test tracks."""
+    from scipy.stats import spearmanr
+
+    from ..data.builder import DatasetArgs, create_dataset
+    from ..data.melon import SONG_META
+    from ..evaluation.continuation import K, PLAYLIST_BATCH, popularity_metrics
+    from ..evaluation.data import load_eval_data
+    from ..toy.melon import make_toy_melon
+    from . import stats
+
+    plan = Plan(**results["plan"])
+    gen = (results.get("data") or {}).get("generator") or {}
+    melon, dataset = Path(work) / "melon", Path(work) / "dataset"
+    if not (melon / SONG_META).is_file():
+        log(f"== corpus (short mels): {plan.songs} songs, {plan.playlists} playlists -> {melon}")
+        make_toy_melon(melon, songs=plan.songs, playlists=plan.playlists, frames=SHORT_FRAMES,
+                       n_major=gen.get("n_major", 8), seed=plan.data_seed, force=melon.exists())
+    if not (dataset / MANIFEST).is_file():
+        log(f"== dataset (short mels, no useful CF) -> {dataset}")
+        create_dataset(DatasetArgs(melon_dir=str(melon), out_dir=str(dataset), frames=SHORT_FRAMES,
+                                   cf_factors=8, cf_epochs=1, seed=plan.data_seed,
+                                   test_size=plan.test_size, val_size=plan.val_size, workers=1,
+                                   overwrite=dataset.exists()))
+    data = load_eval_data(dataset)
+    held = playlist_queries(data)[1]
+    want_splits = (results.get("data") or {}).get("splits") or {}
+    have_splits = {s: len(v) for s, v in data.ids.items()}
+    pop_row = next((r["rows"][results["layers"][0]] for r in results["runs"] if r["model"] == POPULARITY), None)
+    row = popularity_metrics(data.ids["test"], data.popularity, held, K, PLAYLIST_BATCH)
+    same = (have_splits == want_splits and len(held) == results["data"].get("playlists")
+            and pop_row is not None and all(abs(row[k] - pop_row[k]) <= 1e-12 for k in row if k in pop_row))
+    if not same:
+        raise StudyError(f"{work}: the regenerated corpus is not the study's (splits {have_splits} vs "
+                         f"{want_splits}, {len(held)} playlists vs {results['data'].get('playlists')}, "
+                         "or another popularity row); remove it and rerun")
+    items: dict[str, np.ndarray] = {}
+    point = popularity_tag_scores(data, items)
+    w_t = stats.bootstrap_weights(len(data.ids["test"]), plan.n_boot, np.random.default_rng(plan.stats_seed))
+    reps = dict(zip(point, stats.auc_replicates(items["tag_scores"], items["tag_labels"], w_t)))
+    one_seed = np.zeros((plan.n_boot, 1), np.int64)
+    out: dict[str, Any] = {c: stats.summarize([point[c]], reps[c][None], one_seed) for c in point}
+    counts, labels = items["tag_scores"][:, 0], items["tag_labels"]
+    out.update(
+        spearman_tag_count_playlist_count=float(spearmanr(labels.sum(axis=1), counts).statistic),
+        n_test=len(counts),
+        how=(f"one deterministic score, interval over the study's {plan.n_boot} bootstrap draws of "
+             "the test tracks; no paired difference: the models' per-item scores are gone"),
+        checked=(f"corpus regenerated with {SHORT_FRAMES}-frame mels: split sizes {have_splits}, "
+                 f"{len(held)} scored playlists and the popularity continuation row equal the study's"),
+    )
+    return out

@@ -27,6 +27,25 @@ percentile bootstrap test of "no difference",
 p = min(1, 2 * min(1 + #{D_b <= 0}, 1 + #{D_b >= 0}) / (B + 1)),
 so identical models get p = 1 and the smallest p possible is 2 / (B + 1).
 
+Shared held-out tracks (``clustered_playlist_weights``). The continuation playlists
+are not independent: many of them hold the same held-out test tracks, so resampling
+playlists alone understates the variance of a continuation metric. With the plan's
+``playlist_resampling`` "clustered", replicate b weights playlist p by its own draw
+times the mean draw of its held-out tracks in the track weights of step 1 (a two-way,
+"pigeonhole" bootstrap over playlists and tracks, Owen 2007). It is conservative: when
+every playlist holds tracks of its own it counts that randomness twice (about twice
+the variance), and it cannot see how a track moves a playlist's score, since only
+per-playlist values are kept.
+
+Seed-level tests (``seed_ttest``, ``tost``, ``holm``). With S seeds the seed level of
+the bootstrap has few distinct draws (10 for S = 3) and its variance is (S - 1) / S of
+the seeds' sample variance, so the bootstrap alone overstates how sure a difference
+is. Beside it: a paired t-test over seeds (the per-seed differences of the full-test
+values, S - 1 degrees of freedom), two one-sided t-tests (TOST) against an
+equivalence margin, and Holm's correction over a family of claims. They treat the
+test items as fixed; the bootstrap resamples them: the study claims an effect only
+where both agree.
+
 Metrics are recomputed from the arrays ``evaluation.evaluate_embeddings(items=...)``
 writes: macro ROC-AUC and average precision over the labels that have a positive and a
 negative among the test tracks (a replicate that loses all positives of a rare label
@@ -47,13 +66,17 @@ __all__ = [
     "CONFIDENCE",
     "auc_replicates",
     "bootstrap_weights",
+    "clustered_playlist_weights",
+    "holm",
     "mean_replicates",
     "metric_replicates",
     "paired_difference",
     "r2_replicates",
     "seed_draws",
+    "seed_ttest",
     "spearman_replicates",
     "summarize",
+    "tost",
 ]
 
 CONFIDENCE = 0.95
@@ -67,6 +90,98 @@ def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarr
     if n == 0:
         return np.zeros((n_boot, 0))
     return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+
+
+def clustered_playlist_weights(held: Sequence[np.ndarray], w_tracks: np.ndarray,
+                               w_playlists: np.ndarray) -> np.ndarray:
+    """(B, n_playlists) weights of the two-way bootstrap over playlists and tracks.
+
+    Args:
+        held: per scored playlist, the column indices of its held-out test tracks
+            (``evaluation.continuation.continuation_queries``).
+        w_tracks: (B, n_test) track weights (``bootstrap_weights``), the same that
+            resample the track tasks.
+        w_playlists: (B, n_playlists) playlist weights.
+    Returns w_playlists times, per playlist, the mean of its held-out tracks' weights:
+    playlists that share tracks move together. With track weights of one it is
+    ``w_playlists``; a playlist without held-out tracks keeps its own weight.
+    """
+    from scipy.sparse import csr_matrix
+
+    w_tracks, w_playlists = np.atleast_2d(w_tracks), np.atleast_2d(w_playlists)
+    sizes = np.array([len(h) for h in held])
+    if len(held) != w_playlists.shape[1]:
+        raise ValueError(f"{len(held)} playlists' held-out tracks for {w_playlists.shape[1]} playlist weights")
+    rows = np.repeat(np.arange(len(held)), sizes)
+    cols = np.concatenate([np.asarray(h, np.int64) for h in held]) if len(held) else np.zeros(0, np.int64)
+    vals = np.repeat(1.0 / np.maximum(sizes, 1), sizes)
+    mean_of = csr_matrix((vals, (rows, cols)), shape=(len(held), w_tracks.shape[1]))
+    share = np.asarray((mean_of @ w_tracks.T).T)  # (B, n_playlists)
+    share[:, sizes == 0] = 1.0
+    return w_playlists * share
+
+
+def seed_ttest(diffs: Sequence[float]) -> dict[str, float | int | None]:
+    """Paired t-test over seeds of the per-seed differences ``diffs`` (A_s - B_s).
+
+    Returns {"n", "mean", "sd", "t", "p" (two-sided), "ci_low", "ci_high" (the 95%
+    t-interval)}; p and the interval are None with fewer than two seeds. Differences
+    that are all equal have sd 0: p is 1 when they are 0, else 0 (the interval is the
+    value itself).
+    """
+    from scipy import stats as st
+
+    d = np.asarray(diffs, np.float64)
+    n = int(d.size)
+    out: dict[str, float | int | None] = {"n": n, "mean": float(d.mean()) if n else None, "sd": None,
+                                          "t": None, "p": None, "ci_low": None, "ci_high": None}
+    if n < 2 or not np.isfinite(d).all():
+        return out
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    out["sd"] = sd
+    if np.ptp(d) == 0:  # all equal (sd may come out as a rounding residue)
+        out.update(p=1.0 if mean == 0 else 0.0, ci_low=mean, ci_high=mean)
+        return out
+    se = sd / np.sqrt(n)
+    t = mean / se
+    q = float(st.t.ppf(0.5 + CONFIDENCE / 2, n - 1))
+    out.update(t=float(t), p=float(2 * st.t.sf(abs(t), n - 1)), ci_low=float(mean - q * se),
+               ci_high=float(mean + q * se))
+    return out
+
+
+def tost(diffs: Sequence[float], margin: float) -> float | None:
+    """p-value of two one-sided t-tests that the mean seed difference lies inside
+    (-margin, +margin): the larger of the two one-sided p-values (equivalence at level
+    a when p < a, i.e. when the (1 - 2a) t-interval lies inside the margin). None with
+    fewer than two seeds."""
+    from scipy import stats as st
+
+    d = np.asarray(diffs, np.float64)
+    if d.size < 2 or not np.isfinite(d).all():
+        return None
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if np.ptp(d) == 0:
+        return 0.0 if abs(mean) < margin else 1.0
+    se, df = sd / np.sqrt(d.size), d.size - 1
+    p_above_lower = float(st.t.sf((mean + margin) / se, df))  # H0: mean <= -margin
+    p_below_upper = float(st.t.cdf((mean - margin) / se, df))  # H0: mean >= +margin
+    return max(p_above_lower, p_below_upper)
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (familywise error): the k-th smallest of m
+    p-values times (m - k + 1), made monotone and capped at 1. None entries (a claim
+    that could not be tested) are left out of m and stay None."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    m = len(order)
+    out: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * float(pvalues[i])))
+        out[i] = running
+    return out
 
 
 def seed_draws(n_seeds: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:

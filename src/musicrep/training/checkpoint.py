@@ -61,6 +61,7 @@ RESUME_KEYS = (
     "input_layout",
     "max_genres",
     "max_tags",
+    "select_on",  # best_val and best_epoch are of the selected loss: not comparable across
 )
 
 

@@ -48,6 +48,7 @@ from ..settings import FIELDS, TrainConfig
 ENCODERS = ("MF", "gnr", "MF_gnr")
 OBJECTIVES = ("baseline", "contrastive")
 AGGREGATIONS = ("self", "mean")
+SELECT_ON = ("sum", "audio")  # select_on: which validation terms pick best.pt
 
 # The paper's `encoder` values as views. Pairs in the original's order of loss terms.
 ENCODER_VIEWS: dict[str, tuple[str, ...]] = {"MF": ("cf",), "gnr": ("genre",), "MF_gnr": ("cf", "genre")}
@@ -220,6 +221,7 @@ def _check_values(cfg: TrainConfig) -> None:
     """Choices, the run folder's name, positive and finite numbers."""
     _choice("aggregation", cfg.aggregation, AGGREGATIONS)
     _choice("input_layout", cfg.input_layout, INPUT_LAYOUTS)
+    _choice("select_on", cfg.select_on, SELECT_ON)
     if (
         not cfg.experiment_name.strip()
         or "/" in cfg.experiment_name

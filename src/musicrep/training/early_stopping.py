@@ -4,9 +4,15 @@ With `patience` set, training stops once the validation loss has not improved fo
 `patience` epochs, but never before epoch `min_epochs`; `epochs` (`max_epochs` here) is
 then the maximum. Without `patience` every epoch runs.
 
+Which validation loss: `select_on` "sum" (the default) watches the summed loss of every
+term; "audio" watches only the terms that involve the audio view (`selected_loss`), so
+that best.pt, early stopping and an lr grid judge what the audio encoder learned, not a
+term such as ntxent_cf_genre that trains only the other encoders. The summed loss is
+logged either way.
+
     early = EarlyStopping(patience=5, min_epochs=10, max_epochs=400)
     for epoch in ...:
-        improved = early.update(epoch, val_loss)   # True: save best.pt
+        improved = early.update(epoch, selected_loss(val_terms, audio_terms, select_on))
         if early.stopped:
             break
 """
@@ -16,12 +22,27 @@ from __future__ import annotations
 import math
 from typing import Any
 
+SELECTED = "selected"  # the validation term that holds the watched loss (metrics.csv val_selected)
+
+
+def selected_loss(val_terms: dict[str, float], audio_terms: tuple[str, ...] | list[str],
+                  select_on: str) -> float:
+    """The validation loss that picks the best epoch: ``val_terms["loss"]`` for "sum", the
+    sum of ``audio_terms`` (the objective's terms that involve the audio view) for "audio"."""
+    if select_on == "sum":
+        return val_terms["loss"]
+    if select_on == "audio":
+        return float(sum(val_terms[t] for t in audio_terms))
+    raise ValueError(f"select_on must be 'sum' or 'audio', got {select_on!r}")
+
 
 class EarlyStopping:
     """The bookkeeping of early stopping: epochs run, best epoch, best validation loss."""
 
-    def __init__(self, patience: int | None, min_epochs: int, max_epochs: int) -> None:
+    def __init__(self, patience: int | None, min_epochs: int, max_epochs: int,
+                 select_on: str = "sum") -> None:
         self.patience = patience
+        self.select_on = select_on  # recorded in the summary: what best_val_loss is
         self.min_epochs = min_epochs
         self.max_epochs = max_epochs
         self.epochs_run = 0
@@ -59,4 +80,5 @@ class EarlyStopping:
             "patience": self.patience, "min_epochs": self.min_epochs, "best_epoch": self.best_epoch,
             "best_val_loss": self.best_value if math.isfinite(self.best_value) else None,
             "stopped_early": self.stopped,
+            "select_on": self.select_on,  # "audio": best_val_loss sums the audio terms only
         }

@@ -68,6 +68,8 @@ class Objective:
     targets: tuple[str, ...] = ()  # views a head on the audio embedding predicts
     fields: tuple[str, ...] = ("audio",)  # batch fields read from the split files
     terms: tuple[str, ...] = ()
+    # the terms that involve the audio view (what `select_on: "audio"` sums)
+    audio_terms: tuple[str, ...] = ()
     uses_gather: bool = False  # True when the loss sees other ranks' embeddings
 
     def __call__(self, out: Batch, batch: Batch) -> Batch:
@@ -83,6 +85,7 @@ class BaselineObjective(Objective):
         self.name = "baseline_" + "_".join(self.targets)
         self.fields = with_mask_fields(("audio", *(VIEWS[t].target_field for t in self.targets)), self.targets)
         self.terms = tuple(f"{LOSSES[VIEWS[t].target_loss][0]}_{t}" for t in self.targets)
+        self.audio_terms = self.terms  # every head sits on the audio embedding
 
     def __call__(self, out: Batch, batch: Batch) -> Batch:
         terms = {}
@@ -109,6 +112,7 @@ class ContrastiveObjective(Objective):
         self.views = tuple(dict.fromkeys(["audio", *(v for p in self.pairs for v in p)]))
         self.fields = with_mask_fields([VIEWS[v].input_field for v in self.views], self.views)
         self.terms = tuple(f"ntxent_{a}_{b}" for a, b in self.pairs)
+        self.audio_terms = tuple(f"ntxent_{a}_{b}" for a, b in self.pairs if "audio" in (a, b))
         self.name = "contrastive_" + "_".join(self.views[1:])
 
     def __call__(self, out: Batch, batch: Batch) -> Batch:

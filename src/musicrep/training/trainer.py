@@ -19,9 +19,10 @@ exists, the run is complete: fit() says so and returns without training.
 
 Early stopping. With `patience` set, training stops once the validation loss has not
 improved for `patience` epochs, but never before epoch `min_epochs`; `epochs` is then the
-maximum. best.pt (and its export
-audio_encoder_best.pt) holds the best-by-validation model, audio_encoder.pt the last
-epoch's. metrics.csv has a `best_epoch` column; config.json a `training` entry (epochs
+maximum. best.pt (and its export audio_encoder_best.pt) holds the best-by-validation
+model, audio_encoder.pt the last epoch's. `select_on` "audio" makes the watched loss the
+sum of the terms that involve the audio view, logged as metrics.csv's `val_selected`
+(early_stopping.py). metrics.csv has a `best_epoch` column; config.json a `training` entry (epochs
 run, best epoch, best validation loss, whether it stopped early).
 """
 
@@ -49,7 +50,7 @@ from .checkpoint import check_model_args, load_resume_point, restore, rng_state,
 from .dataset import open_splits
 from .distributed import (DistContext, barrier, check_ranks_agree, gather, local_batch_size,
                           process_device, sum_over_ranks, sync_buffers, wrap_ddp)
-from .early_stopping import EarlyStopping
+from .early_stopping import SELECTED, EarlyStopping, selected_loss
 from .faults import epoch_faults, nonfinite_loss
 from .objectives import make_objective
 from .runlog import RunLog, check_writable, epoch_row, run_info, run_lock
@@ -84,7 +85,7 @@ class Trainer:
         self.objective = make_objective(cfg, distributed=self.dist.enabled)
         self.runlog = RunLog(self.out_dir)  # config.json, metrics, TensorBoard (main process)
         self.saver = SavePolicy(self.out_dir, cfg.save_model_every, cfg.epochs)
-        self.early = EarlyStopping(cfg.patience, cfg.min_epochs, cfg.epochs)
+        self.early = EarlyStopping(cfg.patience, cfg.min_epochs, cfg.epochs, cfg.select_on)
         self.global_step = 0
         self._setup_done = False
 
@@ -119,11 +120,16 @@ class Trainer:
                     if validated and not math.isfinite(val_terms["loss"]):  # before anything is saved
                         raise nonfinite_loss("validation", val_terms["loss"], epoch, self.val_set,
                                              "validation_dataset_file")
-                    improved = early.update(epoch, val_terms["loss"]) if validated else early.skip(epoch)
+                    watched = selected_loss(val_terms, self.objective.audio_terms, cfg.select_on)
+                    if cfg.select_on != "sum":  # metrics.csv's val_selected: what picked best.pt
+                        val_terms = {**val_terms, SELECTED: watched}
+                    improved = early.update(epoch, watched) if validated else early.skip(epoch)
                     metrics = epoch_row(epoch, train_terms, val_terms, seconds,
                                         self.steps_per_epoch * cfg.batch_size, early.best_epoch)
                     self._save(epoch, val_terms["loss"], improved, metrics, train_terms, val_terms)
                     val_text = f"{val_terms['loss']:.4f}" if validated else "-"
+                    if validated and cfg.select_on != "sum":
+                        val_text += f" ({cfg.select_on} terms {watched:.4f})"
                     self.log(
                         f"epoch {epoch}/{cfg.epochs}  train {train_terms['loss']:.4f}  val {val_text}"
                         f"  {metrics['samples_per_s']:.1f} samples/s" + ("  (best)" if improved else "")

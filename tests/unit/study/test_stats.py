@@ -131,3 +131,64 @@ def test_bootstrap_ap_is_not_biased_upwards():
     _, pr = stats.auc_replicates(s, y, stats.bootstrap_weights(n, 400, rng))
     _, full = stats.auc_replicates(s, y, np.ones((1, n)))
     assert abs(pr.mean() - full[0]) < 0.006
+
+
+def test_seed_ttest_is_the_paired_t_test_over_seeds():
+    from scipy.stats import ttest_rel
+
+    a, b = np.array([0.61, 0.64, 0.60]), np.array([0.58, 0.63, 0.555])
+    t = stats.seed_ttest(a - b)
+    ref = ttest_rel(a, b)
+    assert t["p"] == pytest.approx(ref.pvalue) and t["t"] == pytest.approx(ref.statistic)
+    assert t["ci_low"] < t["mean"] < t["ci_high"] and t["n"] == 3
+    assert stats.seed_ttest([0.02])["p"] is None  # one seed: no test
+    same = stats.seed_ttest([0.1, 0.1, 0.1])
+    assert same["p"] == 0.0 and same["ci_low"] == same["ci_high"] == pytest.approx(0.1)
+    assert stats.seed_ttest([0.0, 0.0, 0.0])["p"] == 1.0
+
+
+def test_tost_is_the_90_percent_interval_inside_the_margin():
+    """Equivalence at 5% exactly when the 90% t-interval lies inside +-margin."""
+    from scipy import stats as st
+
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        d = rng.normal(rng.uniform(-0.01, 0.01), rng.uniform(0.0005, 0.006), 3)
+        se = d.std(ddof=1) / np.sqrt(3)
+        q = st.t.ppf(0.95, 2)
+        inside = -0.01 < d.mean() - q * se and d.mean() + q * se < 0.01
+        assert (stats.tost(d, 0.01) < 0.05) == inside
+    assert stats.tost([0.001, 0.002], 0.01) < stats.tost([0.001, 0.009], 0.01)
+    assert stats.tost([0.5], 0.01) is None
+
+
+def test_holm_adjusts_step_down_and_skips_untested_claims():
+    adj = stats.holm([0.01, None, 0.04, 0.03, 0.2])
+    assert adj == [pytest.approx(0.04), None, pytest.approx(0.09), pytest.approx(0.09), pytest.approx(0.2)]
+    assert stats.holm([0.5, 0.9]) == [pytest.approx(1.0), pytest.approx(1.0)]  # capped, monotone
+    assert stats.holm([]) == []
+
+
+def _sd_of_mean(values, w):
+    return float(stats.mean_replicates(values, w).std())
+
+
+def test_clustered_weights_follow_the_shared_tracks():
+    """Playlists that share their held-out tracks move together: when a playlist's score
+    is set by its (shared) track, resampling playlists alone understates the spread of the
+    mean, and the two-way weights recover the spread of a resample of the tracks."""
+    rng = np.random.default_rng(8)
+    n_tracks, per_track, b = 40, 10, 2000
+    held = [np.array([t]) for t in range(n_tracks) for _ in range(per_track)]  # 10 playlists per track
+    track_value = rng.normal(0, 1, n_tracks)
+    values = np.array([track_value[h[0]] for h in held]) + rng.normal(0, 0.05, len(held))
+    w_t = stats.bootstrap_weights(n_tracks, b, rng)
+    w_p = stats.bootstrap_weights(len(held), b, rng)
+    ones = np.ones((3, n_tracks))
+    assert np.array_equal(stats.clustered_playlist_weights(held, ones, w_p[:3]), w_p[:3])
+    naive = _sd_of_mean(values, w_p)
+    clustered = _sd_of_mean(values, stats.clustered_playlist_weights(held, w_t, w_p))
+    truth = track_value.std() / np.sqrt(n_tracks)  # the tracks are the independent units
+    assert naive < 0.5 * truth and 0.8 * truth < clustered < 1.4 * truth
+    with pytest.raises(ValueError, match="playlists"):
+        stats.clustered_playlist_weights(held[:5], w_t, w_p)

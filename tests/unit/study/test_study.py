@@ -9,15 +9,16 @@ import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from musicrep.cli.study import main
 from musicrep.evaluation.tasks import TASK_COLUMNS
-from musicrep.study.analysis import late_gain, metric_columns
+from musicrep.study.analysis import collect, compute_statistics, late_gain, metric_columns
 from musicrep.study.directory import Layout, StudyError
-from musicrep.study.pipeline import evaluated, run_study, trained
+from musicrep.study.pipeline import evaluated, run_study, score_popularity_tags, trained
 from musicrep.study.plan import LAYERS, POPULARITY, RANDOM, REFERENCE, SMOKE, STUDY_CONFIGS, check_plan
-from musicrep.study.report import write_report
+from musicrep.study.report import held_out_tracks, write_report
 
 # Two configs (the reference and one baseline), two seeds, a two-lr grid for the
 # contrastive family, one step per epoch: the whole pipeline in about a minute.
@@ -57,6 +58,12 @@ def test_runs_grid_and_reuse(finished):
         assert (finished.reference(RANDOM, seed) / "eval.npz").is_file()
         info = json.loads((finished.run("baseline_MF", 3e-3, seed) / "config.json").read_text())
         assert info["training"]["epochs_run"] <= 2 and info["patience"] == 1
+        # new studies select on the audio terms: contrastive_MF_gnr leaves out ntxent_cf_genre
+        run = finished.run("contrastive_MF_gnr", chosen, seed)
+        info = json.loads((run / "config.json").read_text())
+        assert info["select_on"] == "audio" and info["training"]["select_on"] == "audio"
+        header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+        assert "val_selected" in header and "val_loss" in header
     assert json.loads((root / "study.json").read_text()) == json.loads(json.dumps(asdict(PLAN)))
 
 
@@ -74,7 +81,7 @@ def test_report_rows_and_comparisons(finished):
         assert r["n_seeds"] == (1 if model == POPULARITY else 2)
         for col in metric_columns():
             v = r[col]
-            if model == POPULARITY and col not in TASK_COLUMNS["continuation"]:
+            if model == POPULARITY and col not in TASK_COLUMNS["continuation"] + TASK_COLUMNS["tagging"]:
                 assert v is None
                 continue
             assert v is not None, (model, layer, col)
@@ -97,8 +104,14 @@ def test_report_rows_and_comparisons(finished):
     assert header[:3] == ["model", "layer", "n_seeds"] and "mood_r2_ci_high" in header
     md = (out / "results.md").read_text()
     for text in ("generated corpus", "useless for real music", "Learning rate grid", "(chosen)",
-                 "Paired differences", "## Reading", "READING: placeholder", "two-level"):
+                 "Paired differences", "## Reading", "READING: placeholder", "two-level",
+                 "| popularity (oracle) |", "tested at the seed level", "Holm",
+                 "its terms with the audio view", "with their shared held-out tracks"):
         assert text in md, text
+    assert "| popularity |" not in md
+    assert "The family of claims, layer z_d" in (out / "reanalysis.md").read_text()
+    re = json.loads((out / "reanalysis.json").read_text())
+    assert re["reference"] == REFERENCE and set(re["family"]) == set(LAYERS)
     pngs = sorted(p.name for p in out.glob("errorbars_*.png"))
     assert "errorbars_z_d_mood.png" in pngs and "errorbars_z_continuation_vote.png" in pngs
     published = out.parent.parent / "published"
@@ -210,3 +223,41 @@ def test_a_run_stopped_before_min_epochs_is_not_finished(tmp_path):
     t = (run / "eval.npz").stat().st_mtime_ns
     os.utime(run / "last.pt", ns=(t + 10**9, t + 10**9))  # trained again after the evaluation
     assert not evaluated(run)
+
+
+def test_clustered_resampling_widens_the_continuation_intervals(finished):
+    """With the held-out tracks shared between playlists, the two-way resampling gives
+    continuation intervals at least as wide as playlists alone (on average over the
+    models), and leaves the track tasks' intervals as they were."""
+    found, _, _ = collect(finished, PLAN)
+    held = held_out_tracks(finished)
+    width = {}
+    for how in ("playlists", "clustered"):
+        summary, _ = compute_statistics(found, replace(PLAN, playlist_resampling=how, n_boot=200), held)
+        width[how] = {(r["model"], r["layer"], c): r[c]["ci_high"] - r[c]["ci_low"]
+                      for r in summary for c in ("ndcg@100", "genre_roc_auc") if r.get(c)}
+    ndcg = [k for k in width["playlists"] if k[2] == "ndcg@100"]
+    assert np.mean([width["clustered"][k] / width["playlists"][k] for k in ndcg]) > 1.1
+    genre = [k for k in width["playlists"] if k[2] == "genre_roc_auc"]
+    assert all(width["clustered"][k] == width["playlists"][k] for k in genre)
+    with pytest.raises(StudyError, match="held-out tracks"):
+        compute_statistics(found, PLAN, None)
+
+
+def test_popularity_tags_from_a_regenerated_corpus(finished, tmp_path):
+    """The first study's popularity oracle on tags, recomputed without its runs: the
+    corpus regenerated with short mels is the study's (the same split, playlists and
+    popularity row) and scores tags exactly as the pipeline's own popularity row; a
+    results.json whose popularity row differs is refused."""
+    results = json.loads((finished.report / "results.json").read_text())
+    got = score_popularity_tags(results, tmp_path / "corpus")
+    pop = next(r for r in results["rows"] if r["model"] == POPULARITY and r["layer"] == LAYERS[0])
+    for col in TASK_COLUMNS["tagging"]:
+        assert got[col]["mean"] == pytest.approx(pop[col]["mean"], abs=1e-12)
+        assert got[col]["ci_low"] <= got[col]["mean"] <= got[col]["ci_high"]
+    assert 0 < got["spearman_tag_count_playlist_count"] <= 1
+    for r in results["runs"]:
+        if r["model"] == POPULARITY:
+            r["rows"][LAYERS[0]]["ndcg@100"] += 0.01
+    with pytest.raises(StudyError, match="not the study's"):
+        score_popularity_tags(results, tmp_path / "corpus")

@@ -14,6 +14,7 @@ from musicrep.training.checkpoint import load_checkpoint
 from musicrep.cli.train import main
 from musicrep.errors import ConfigError
 from musicrep.training.config import build_config
+from musicrep.training.early_stopping import EarlyStopping, selected_loss
 
 from tests.helpers import REPO
 from tests.helpers.synth import write_synthetic_dataset
@@ -110,3 +111,55 @@ def test_min_epochs_must_not_be_negative():
            "objective": "contrastive", "encoder": "MF", "min_epochs": -1}
     with pytest.raises(ConfigError, match="'min_epochs' must be >= 0"):
         build_config(raw, check_files=False)
+
+
+MF_GNR = str(REPO / "configs" / "contrastive_MF_gnr.json")
+
+
+def test_select_on_must_be_a_known_choice():
+    raw = {"experiment_name": "x", "train_dataset_file": "a", "validation_dataset_file": "b",
+           "objective": "contrastive", "encoder": "MF_gnr", "select_on": "genre"}
+    with pytest.raises(ConfigError, match="'select_on' is \"genre\"; valid: \"sum\", \"audio\""):
+        build_config(raw, check_files=False)
+
+
+def test_audio_selection_can_pick_another_epoch_than_the_sum():
+    """The watched loss under "audio" leaves out the terms without the audio view: when
+    only ntxent_cf_genre keeps falling, the sum's best epoch is the last, the audio
+    terms' is the first."""
+    epochs = [  # ntxent_audio_genre, ntxent_audio_cf, ntxent_cf_genre per epoch
+        (2.0, 2.0, 4.0), (2.1, 2.0, 3.0), (2.1, 2.1, 2.0)]
+    audio_terms = ("ntxent_audio_genre", "ntxent_audio_cf")
+    best = {}
+    for select_on in ("sum", "audio"):
+        early = EarlyStopping(patience=None, min_epochs=0, max_epochs=3, select_on=select_on)
+        for e, (ag, ac, cg) in enumerate(epochs, 1):
+            terms = {"loss": ag + ac + cg, "ntxent_audio_genre": ag, "ntxent_audio_cf": ac,
+                     "ntxent_cf_genre": cg}
+            early.update(e, selected_loss(terms, audio_terms, select_on))
+        best[select_on] = (early.best_epoch, early.summary()["best_val_loss"], early.summary()["select_on"])
+    assert best == {"sum": (3, pytest.approx(6.2), "sum"), "audio": (1, pytest.approx(4.0), "audio")}
+
+
+def test_audio_selection_in_a_run(dataset, tmp_path):
+    """A contrastive_MF_gnr run with select_on "audio": metrics.csv keeps the summed
+    val_loss and adds val_selected, the sum of the two terms with the audio view
+    (ntxent_cf_genre left out); best_epoch, best.pt and config.json's best_val_loss
+    follow val_selected. A default run has no val_selected column."""
+    args = [MF_GNR] + tiny(dataset, tmp_path, epochs=4, learning_rate=1.0, select_on="audio")
+    assert main("train.py", args) == 0
+    run = tmp_path / "contrastive_MF_gnr"
+    rows = _rows(run)
+    selected = [float(r["val_selected"]) for r in rows]
+    for r, s in zip(rows, selected):
+        assert s == pytest.approx(float(r["val_ntxent_audio_genre"]) + float(r["val_ntxent_audio_cf"]))
+        assert float(r["val_loss"]) == pytest.approx(s + float(r["val_ntxent_cf_genre"]), rel=1e-5)
+    info = json.loads((run / "config.json").read_text())["training"]
+    assert info["select_on"] == "audio" and info["best_val_loss"] == pytest.approx(min(selected))
+    assert info["best_epoch"] == 1 + selected.index(min(selected))
+    assert load_checkpoint(run / "best.pt")["epoch"] == info["best_epoch"]
+
+    plain = [MF_GNR] + tiny(dataset, tmp_path / "sum", epochs=1)
+    assert main("train.py", plain) == 0
+    row = _rows(tmp_path / "sum" / "contrastive_MF_gnr")[0]
+    assert "val_selected" not in row and "val_loss" in row
