@@ -42,7 +42,9 @@ DEMO_WIDTH ?= 0.25
 DEMO_BATCH ?= 32
 DEMO_LR ?= 1e-3
 DEMO_BF16 ?= auto
-DEMO_SET := epochs=$(DEMO_EPOCHS) width=$(DEMO_WIDTH) batch_size=$(DEMO_BATCH) learning_rate=$(DEMO_LR) bf16=$(DEMO_BF16)
+DEMO_SET := epochs=$(DEMO_EPOCHS) width=$(DEMO_WIDTH) batch_size=$(DEMO_BATCH) learning_rate=$(DEMO_LR) bf16=$(DEMO_BF16) \
+	train_dataset_file=$(DEMO_DATA)/dataset/train.h5 validation_dataset_file=$(DEMO_DATA)/dataset/val.h5 \
+	save_dir=$(DEMO_RUNS)
 CONFIGS := baseline_MF baseline_gnr baseline_MF_gnr contrastive_MF contrastive_gnr contrastive_MF_gnr
 
 demo: $(DEMO_REPORT)/results.json $(DEMO_REPORT)/explorer/index.html

@@ -15,7 +15,7 @@ PKG = REPO / "src" / "musicrep"
 # Lowest first. A module may import its own layer and the ones before it, never a later
 # one. Top-level leaves are torch-free constants, errors and helpers anything may use.
 LAYERS = [
-    {"version", "errors", "layout", "audio", "settings", "io", "precision"},
+    {"version", "errors", "layout", "audio", "settings", "io", "precision", "workers"},
     {"data"},
     {"toy"},
     {"model"},

@@ -41,7 +41,9 @@ __all__ = [
     "DB_FLOOR",
     "FRAME_SIZE",
     "HOP_SIZE",
+    "MAX_SAMPLE_RATE",
     "MELON_SEGMENT",
+    "MIN_SAMPLE_RATE",
     "N_MELS",
     "POWER_FLOOR",
     "SAMPLE_RATE",
@@ -70,6 +72,10 @@ INPUT_LAYOUTS = ("transpose", "reference")
 POWER_FLOOR = 1e-10
 DB_FLOOR = float(20.0 * np.log10(POWER_FLOOR))  # -200 dB
 MELON_SEGMENT: tuple[float, float] = (20.0, 30.0)  # (offset s, duration s): 20-50 s
+# Sample rates accepted from a file header or a caller: below 1 kHz is not music (and a
+# header claiming 1 Hz would resample to 16000 times its length); above 768 kHz is no
+# format in use. A rate outside is a damaged header, reported as the file's problem.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768000
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf"}
 )
@@ -120,8 +126,7 @@ def _decode_error(path: Path, err: BaseException) -> AudioError:
     regular file"; the file does exist here, so that text would send the user looking
     in the wrong place: it is replaced by what is known (size, extension).
     """
-    text = str(err).strip()
-    reason = text.splitlines()[0] if text else type(err).__name__
+    reason = _first_line(err)
     if "does not exist" in reason.lower() or "no such file" in reason.lower():
         reason = "libsndfile and audioread do not recognise its contents"
     size = path.stat().st_size
@@ -131,6 +136,44 @@ def _decode_error(path: Path, err: BaseException) -> AudioError:
         f"{path}: cannot decode audio: corrupt or unsupported {path.suffix or 'file'} "
         f"({size} bytes; {reason})"
     )
+
+
+def _check_rate(path: Path, sr: int) -> int:
+    """The file's sample rate, or an AudioError when its header gives an unusable one."""
+    if not MIN_SAMPLE_RATE <= int(sr) <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{path}: sample rate {sr} Hz in the file header is not usable "
+                         f"(expected {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz): damaged header?")
+    return int(sr)
+
+
+def _finite_signal(path: Path, y: np.ndarray, sr: int | None = None) -> np.ndarray:
+    """``y`` unchanged, or an AudioError when it holds NaN or infinite samples.
+
+    ``sr`` given: ``y`` is the resampler's output from ``sr`` Hz, whose samples were all
+    finite, so a non-finite one means the samples were too large to resample (values
+    near float32's limit, 3.4e38, where audio is expected in [-1, 1])."""
+    if np.isfinite(y).all():
+        return y
+    if sr is None:
+        raise AudioError(f"{path}: audio contains NaN or infinite samples")
+    raise AudioError(f"{path}: audio samples too large: resampling from {sr} Hz overflows "
+                     "to NaN or infinite values (expected samples in [-1, 1])")
+
+
+def _resampled(path: Path, y: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
+    """``resample`` for a file's signal: any failure is an AudioError naming the file."""
+    try:
+        out = resample(y, sr, target_sr)
+    # soxr and librosa raise several unrelated types for input they cannot handle; any
+    # of them is this one file's problem, never the batch's.
+    except Exception as e:  # noqa: BLE001
+        raise AudioError(f"{path}: cannot resample from {sr} Hz ({_first_line(e)})") from None
+    return _finite_signal(path, out, sr)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _check_window(path: Path, offset: float, duration: float | None) -> None:
@@ -185,10 +228,9 @@ def load_audio(
     if data.size == 0:
         where = " in the requested segment" if offset else ""
         raise AudioError(f"{path}: no audio samples{where}")
-    y = data.mean(axis=1, dtype=np.float64).astype(np.float32)
-    if not np.isfinite(y).all():
-        raise AudioError(f"{path}: audio contains NaN or infinite samples")
-    return resample(y, sr, sample_rate)
+    sr = _check_rate(path, sr)
+    y = _finite_signal(path, data.mean(axis=1, dtype=np.float64).astype(np.float32))
+    return _resampled(path, y, sr, sample_rate)
 
 
 BLOCK_SECONDS = 30.0  # decoding block of iter_audio_blocks: bounds memory on long files
@@ -225,15 +267,15 @@ def iter_audio_blocks(
         if data.size == 0:
             raise AudioError(f"{path}: no audio samples" + (" in the requested segment"
                                                               if offset else ""))
-        y = resample(data.mean(axis=1, dtype=np.float64), sr, sample_rate)
-        if not np.isfinite(y).all():
-            raise AudioError(f"{path}: audio contains NaN or infinite samples")
+        sr = _check_rate(path, sr)
+        y = _finite_signal(path, data.mean(axis=1, dtype=np.float64).astype(np.float32))
+        y = _resampled(path, y, sr, sample_rate)
         step = max(1, int(block_seconds * sample_rate))
         for start in range(0, len(y), step):
             yield y[start : start + step]
         return
     with f:
-        sr = int(f.samplerate)
+        sr = _check_rate(path, f.samplerate)
         start = round(offset * sr)
         if start > 0 and f.frames >= 0 and start >= f.frames:
             raise AudioError(f"{path}: no audio samples in the requested segment")
@@ -243,8 +285,11 @@ def iter_audio_blocks(
         except Exception as e:  # noqa: BLE001
             raise _decode_error(path, e) from None
         left = -1 if duration is None else round(duration * sr)
-        stream = None if sr == sample_rate else soxr.ResampleStream(
-            sr, sample_rate, 1, dtype="float32", quality="HQ")
+        try:
+            stream = None if sr == sample_rate else soxr.ResampleStream(
+                sr, sample_rate, 1, dtype="float32", quality="HQ")
+        except Exception as e:  # noqa: BLE001 -- see _resampled
+            raise AudioError(f"{path}: cannot resample from {sr} Hz ({_first_line(e)})") from None
         step = max(1, int(block_seconds * sr))
         total = 0
         while left != 0:
@@ -256,12 +301,15 @@ def iter_audio_blocks(
             last = len(data) < n or (left > 0 and left - len(data) == 0)
             if left > 0:
                 left -= len(data)
-            y = data.mean(axis=1, dtype=np.float64).astype(np.float32)
-            if not np.isfinite(y).all():
-                raise AudioError(f"{path}: audio contains NaN or infinite samples")
+            y = _finite_signal(path, data.mean(axis=1, dtype=np.float64).astype(np.float32))
             total += len(y)
             if stream is not None:
-                y = stream.resample_chunk(y, last=last)
+                try:
+                    y = stream.resample_chunk(y, last=last)
+                except Exception as e:  # noqa: BLE001 -- see _resampled
+                    raise AudioError(f"{path}: cannot resample from {sr} Hz "
+                                     f"({_first_line(e)})") from None
+                y = _finite_signal(path, y, sr)
             if len(y):
                 yield y
             if last:
@@ -308,15 +356,17 @@ def mel_spectrogram_db(y: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndar
         raise ValueError(
             f"mel_spectrogram_db: expected a non-empty 1-D signal, got shape {y.shape}"
         )
-    spec = librosa.stft(
-        y,
-        n_fft=FRAME_SIZE,
-        hop_length=HOP_SIZE,
-        window=_hann(),
-        center=True,
-        pad_mode="constant",
-    )
-    return _power_to_db(spec)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+        spec = librosa.stft(
+            y,
+            n_fft=FRAME_SIZE,
+            hop_length=HOP_SIZE,
+            window=_hann(),
+            center=True,
+            pad_mode="constant",
+        )
+        mel = _power_to_db(spec)
+    return _finite_mel(mel, y)
 
 
 def _hann() -> np.ndarray:
@@ -324,6 +374,20 @@ def _hann() -> np.ndarray:
     import scipy.signal
 
     return scipy.signal.get_window("hann", FRAME_SIZE, fftbins=False)
+
+
+def _finite_mel(mel: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``mel`` unchanged, or an AudioError when it is not finite.
+
+    The signal was finite (the decoders check), so a non-finite mel means the STFT of
+    float32 samples overflowed: samples near float32's limit (a float WAV holding
+    1e38s, say), where audio is expected in [-1, 1]. Passing it on would give NaN
+    embeddings or NaN dataset rows with nothing said."""
+    if np.isfinite(mel).all():
+        return mel
+    peak = float(np.max(np.abs(y))) if len(y) else 0.0
+    raise AudioError(f"audio samples too large: the mel spectrogram overflows to NaN or "
+                     f"infinite values (peak |sample| {peak:.3g}; expected samples in [-1, 1])")
 
 
 def _power_to_db(spec: np.ndarray) -> np.ndarray:
@@ -351,9 +415,12 @@ def iter_mel_frames(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         n = (len(buf) - FRAME_SIZE) // HOP_SIZE + 1
         if n <= 0:
             return np.zeros((0, N_MELS), np.float32), buf
-        spec = librosa.stft(buf[: (n - 1) * HOP_SIZE + FRAME_SIZE], n_fft=FRAME_SIZE,
-                            hop_length=HOP_SIZE, window=window, center=False)
-        return mel_to_frames(_power_to_db(spec)), buf[n * HOP_SIZE :]
+        used = buf[: (n - 1) * HOP_SIZE + FRAME_SIZE]
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+            spec = librosa.stft(used, n_fft=FRAME_SIZE, hop_length=HOP_SIZE, window=window,
+                                center=False)
+            mel = _power_to_db(spec)
+        return mel_to_frames(_finite_mel(mel, used)), buf[n * HOP_SIZE :]
 
     for block in blocks:
         block = np.asarray(block, dtype=np.float32).reshape(-1)
@@ -401,8 +468,13 @@ def file_frames(
     As ``file_mel`` (same errors), in the (frames, bands) layout the encoder takes.
     """
     offset, duration = (0.0, None) if segment is None else (float(segment[0]), float(segment[1]))
-    blocks = list(iter_mel_frames(_counted(iter_audio_blocks(
-        path, SAMPLE_RATE, offset, duration, block_seconds), counter := [0])))
+    try:
+        blocks = list(iter_mel_frames(_counted(iter_audio_blocks(
+            path, SAMPLE_RATE, offset, duration, block_seconds), counter := [0])))
+    except AudioError as e:  # the mel's own errors do not know the file: name it
+        if str(e).startswith(f"{path}: "):
+            raise
+        raise AudioError(f"{path}: {e}") from None
     if counter[0] < FRAME_SIZE:
         raise AudioError(too_short_message(path, counter[0]))
     return np.concatenate(blocks), counter[0]

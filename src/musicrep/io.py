@@ -44,11 +44,39 @@ def atomic_path(final: Path) -> Iterator[Path]:
     _chmod_plain(tmp, 0o666)  # mkstemp makes it private (0600); give it open()'s mode
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, final)
+        with naming_os_errors(final):
+            yield tmp_path
+            os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextmanager
+def naming_os_errors(path: str | Path, build_dir: str | Path | None = None) -> Iterator[None]:
+    """An OSError that names no file (a write that failed half-way: disk full, EFBIG)
+    leaves the block naming `path`, so the one-line error says which output failed; one
+    naming a file inside `build_dir` (the temporary directory `path` is built in, gone
+    by the time the user reads the error) names that file under `path` instead.
+
+    The reason is the errno's plain text where there is one (h5py's own is several
+    lines long); other errors that name a file pass unchanged.
+    """
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None:
+            try:
+                rel = Path(e.filename).relative_to(build_dir) if build_dir else None
+            except (TypeError, ValueError):
+                rel = None
+            if rel is None:
+                raise
+            raise OSError(e.errno, e.strerror, str(Path(path) / rel)) from e
+        why = os.strerror(e.errno) if e.errno else (str(e).strip().splitlines() or [""])[0]
+        if not e.errno and " written" in why:  # numpy's short write: "N requested and M written"
+            why = f"the write was cut short ({why}): is the disk full?"
+        raise OSError(e.errno, why or type(e).__name__, str(path)) from e
 
 
 def write_json(path: Path, obj: Any, indent: int | None = 1) -> None:

@@ -100,7 +100,7 @@ def test_cli_non_encoder_checkpoint(audio_dir, tmp_path) -> None:
     )
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "optimizer.pt" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("encode.py: error:") and "optimizer.pt" in lines[0]
     assert not (tmp_path / "x.npz").exists()
 
 

@@ -83,7 +83,7 @@ class TestRule1NeverExitZeroOnEmptyOrWrong:
                  "--cf-epochs", "3", "--frames", "5000")
         assert r.returncode == 2, r.stderr
         line = _one_error_line(r.stderr)
-        assert line.startswith("error: train split: none of its")
+        assert line.startswith("create_dataset: error: train split: none of its")
         assert "too_short" in line and "shorter than --frames 5000" in line
         assert not out.exists()
         _no_leftovers(out)
@@ -142,7 +142,7 @@ class TestRule2NeverLoseUserData:
             r = _cli("--melon-dir", str(root), "--out-dir", str(out), "--overwrite", *FAST_CLI)
         assert r.returncode == 2
         line = _one_error_line(r.stderr)
-        assert line.startswith("error: ") and "another run is writing it" in line
+        assert line.startswith("create_dataset: error: ") and "another run is writing it" in line
         assert _fingerprint(out) == before
         _no_leftovers(out)  # the lock file went with the first run
 
@@ -181,7 +181,7 @@ class TestRule3OneLineExit2:
                      *FAST_CLI, flag, value])
         err = capsys.readouterr().err
         assert code == 2
-        assert err.count("\n") == 1 and err.startswith(f"error: {flag} must be"), err
+        assert err.count("\n") == 1 and err.startswith(f"create_dataset: error: {flag} must be"), err
         assert "metadata" not in err  # no work started
         assert _fingerprint(out) == before
 
@@ -239,7 +239,7 @@ class TestRule3OneLineExit2:
         _, err = p.communicate(timeout=60)
         assert p.returncode == 130, err
         line = _one_error_line(err)
-        assert line.startswith("interrupted: ") and "unchanged" in line
+        assert line.startswith("create_dataset: interrupted: ") and "unchanged" in line
         assert _fingerprint(out) == before
         _no_leftovers(out)
 

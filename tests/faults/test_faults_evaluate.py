@@ -23,7 +23,7 @@ def _main():
 def _one_error_line(capsys) -> str:
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1, err
-    assert err[0].startswith("error:") and "Traceback" not in err[0]
+    assert err[0].startswith("evaluate.py: error:") and "Traceback" not in err[0]
     return err[0]
 
 

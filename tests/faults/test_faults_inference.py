@@ -142,7 +142,7 @@ class TestRule3OneLineExit2:
             t0 = time.monotonic()
             r = run("encode.py", "--checkpoint", model_dir, song, "--out", out, "--quiet")
             assert r.returncode == 2
-            assert one_line(r.stderr).startswith(f"error: --out {out}")
+            assert one_line(r.stderr).startswith(f"encode.py: error: --out {out}")
             assert "encoding" not in r.stderr and time.monotonic() - t0 < 60
 
     def test_explore_rejects_text_and_chunk_files(self, tmp_path):

@@ -5,10 +5,13 @@
 Works unchanged on the real Melon Playlist Dataset and on the generated corpus
 (scripts/make_toy_melon.py). See src/musicrep/dataset_builder.py for the output layout.
 
-Exit codes: 0 dataset written; 2 bad arguments, metadata or output directory, a split
-with no usable track, or another run holds the output (one line on stderr); 1 the
-system failed (disk full, I/O error; one line); 130 interrupted. On every non-zero exit
-the output directory is as it was before the run.
+Exit codes: 0 dataset written; 2 bad arguments, metadata or output directory (one that
+cannot be written, or is or holds the --melon-dir), a split with no usable track, or
+another run holds the output (one line on stderr); 1 the system failed (disk full, I/O
+error; one line naming the file); 130 interrupted. On every non-zero exit the output
+directory is as it was before the run. A split too small for a task (training, a
+probe, continuation, the CF factors) is a `warning:` line and an entry of the
+manifest's `warnings` (sizes: src/musicrep/data/minimums.py).
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit (CF) is slower wi
 
 from ..data.builder import DatasetArgs, DatasetError, create_dataset
 from ..data.melon import MelonFormatError
+from ..errors import ConfigError
+from .common import Parser, os_error_line, run
+
+PROG = "create_dataset"
 
 
 def main(argv: list[str] | None = None) -> int:
     d = DatasetArgs(melon_dir="", out_dir="")
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--melon-dir", required=True, help="Melon directory (train.json, song_meta.json, arena_mel/...)")
     p.add_argument("--out-dir", required=True, help="where to write the dataset")
     p.add_argument("--frames", type=int, default=d.frames, help="frames kept per track (default %(default)s)")
@@ -42,25 +49,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true", help="rebuild a finished dataset")
     a = p.parse_args(argv)
     args = DatasetArgs(**{k: v for k, v in vars(a).items()})
+    return run(PROG, lambda: _create(args),
+               interrupted=f"interrupted: {args.out_dir} is unchanged (the partial build "
+                           "was removed)")
+
+
+def _create(args: DatasetArgs) -> int:
     try:
         m = create_dataset(args)
     except (MelonFormatError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise ConfigError(str(e)) from None
     except OSError as e:
-        print(f"error: {e.filename or args.out_dir}: {e.strerror or e}; "
-              f"{args.out_dir} is unchanged", file=sys.stderr)
+        print(f"{PROG}: error: {os_error_line(e)}; {args.out_dir} is unchanged", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {args.out_dir} is unchanged (the partial build was removed)",
-              file=sys.stderr)
-        return 130
     c = m["counts"]
     print(f"wrote {args.out_dir}: {c['train_tracks']} train, {c['val_tracks']} val, "
           f"{c['test_tracks']} test tracks, {c['genres']} genres, CF {m['cf_dim']}-d; "
           f"skipped {c['skipped_tracks']} tracks {m['skipped_by_reason']}, "
           f"{c['skipped_playlists']} playlists and {c['playlist_songs_not_in_meta']} playlist "
-          f"song ids not in song_meta.json (listed in skipped.json)")
+          f"song ids not in song_meta.json (listed in skipped.json)"
+          + (f"; {len(m['warnings'])} warnings above (in manifest.json)" if m["warnings"] else ""))
     return 0
 
 

@@ -21,21 +21,33 @@ its run folder (the checkpoint's parent) unless --names is given.
 Writes results.md, results.csv, results.json (with --per-item also items.npz, the
 per-item data behind each row: see musicrep.evaluation.items), bars_*.png, embedding_maps.png and,
 when the runs' metrics.csv files are found, loss_curves.png to --out (default
-reports/); prints the Markdown table. Exit status 2 for bad input (missing dataset
-file, a checkpoint that is not an audio encoder, an embedding file that is pickled,
-text or the wrong shape, an --out that cannot be written), with a one-line message;
---out is checked before any work.
+reports/); prints the Markdown table. The folder is built beside --out and swapped in
+when complete (musicrep.evaluation.output): it then holds this run's results only, a
+failed or interrupted run leaves the earlier ones as they were, files evaluate.py did
+not write are kept, and a second run into the same --out is refused while one runs.
+
+Exit status (docs/failures.md): 0 done; 2 bad input, one line naming the option or
+file, before any work: a missing dataset, checkpoint or embedding file, a file of the
+wrong kind or shape, an unknown --device, row names that collide with each other or
+with the reference rows, an --out that cannot be written, is or holds an input, or is
+locked by another run; 1 nothing could be scored (one line per task with what it
+needs) or an output could not be written (disk full; the line names the file); 130
+Ctrl-C. A task that cannot be scored while others are is one note line with why.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..io import write_error
+from ..errors import ConfigError
+from ..io import InterruptGuard, output_lock, recover_dir, swap_in_dir, temp_dir_beside, write_error
 from ..model.layers import DEFAULT_LAYER, LAYERS
+from ..workers import cap_workers
+from .common import Parser, device_option, run
 
 if TYPE_CHECKING:
     import torch
@@ -43,11 +55,13 @@ if TYPE_CHECKING:
     from ..evaluation.data import EvalData
     from ..evaluation.run import EvalResult
 
+PROG = "evaluate.py"
+_INTERRUPT = InterruptGuard()
+
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Evaluate audio encoders on genre, tagging and continuation."
-    )
+    p = Parser(prog=PROG,
+               description="Evaluate audio encoders on genre, tagging and continuation.")
     p.add_argument("--dataset", required=True,
                    help="dataset directory (train/val/test.h5 and side files)")
     p.add_argument("--models", nargs="+", default=[], help="checkpoints or run directories")
@@ -70,7 +84,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--probe-max-train", type=int, default=None,
                    help="train the probes on at most this many train+val tracks (seeded "
                    "subset; default: all)")
-    p.add_argument("--probe-jobs", type=int, default=1, help="labels fitted in parallel")
+    p.add_argument("--probe-jobs", type=int, default=1,
+                   help="labels fitted in parallel (at most the usable CPUs and the labels)")
     p.add_argument("--per-item", action="store_true",
                    help="also write items.npz: per model the probe scores and labels per "
                    "test track, mood predictions and truth, continuation metrics per "
@@ -92,41 +107,52 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         p.error("--batch-size must be >= 1")
     if args.probe_max_train is not None and args.probe_max_train < 1:
         p.error("--probe-max-train must be >= 1")
+    if args.probe_jobs < 1:
+        p.error("--probe-jobs must be >= 1")
+    if args.map_points < 1:
+        p.error("--map-points must be >= 1")
     return args
-
-
-def _check_writable(out: Path) -> str | None:
-    """Why results cannot be written to ``out`` (created if missing), or None."""
-    e = write_error(out)
-    return None if e is None else f"{out}: output directory is not writable ({e.strerror or type(e).__name__})"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    out = Path(args.out)
-    problem = _check_writable(out)  # before the work, not after an hour of it
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    from ..evaluation.data import load_eval_data
-    from ..evaluation.run import run_evaluation
-    from ..precision import resolve_device
+    return run(PROG, lambda: _evaluate(args),
+               interrupted=f"interrupted; {args.out} is as it was")
 
-    try:
-        device = resolve_device(args.device)
-        data = load_eval_data(args.dataset, args.truth)
-        result = run_evaluation(
-            data, args.models, args.names, device=device, seed=args.seed, layer=args.layer,
-            batch_size=args.batch_size, input_layout=args.input_layout,
-            map_points=args.map_points, progress=not args.quiet,
-            probe_max_train=args.probe_max_train, probe_jobs=args.probe_jobs,
-            embeddings=args.embedding_sets, per_item=args.per_item,
-        )
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
 
-    _write_outputs(args, out, data, result, device)
+def _inputs(args: argparse.Namespace) -> list[str]:
+    """Every path the run reads that the user named (the found truth file comes later)."""
+    return [args.dataset, *args.models, *(f for _, files in args.embedding_sets for f in files),
+            *([args.truth] if args.truth else [])]
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ..evaluation.output import check_out_dir
+    from ..evaluation.run import row_names
+
+    # Everything that can be refused is refused here, before any work.
+    row_names(args.models, args.names, [n for n, _ in args.embedding_sets])
+    device = device_option(args.device)
+    out = Path(args.out).resolve()
+    check_out_dir(out, args.out, _inputs(args))
+    e = write_error(out.parent)
+    if e is not None:
+        raise ConfigError(f"{args.out}: output directory is not writable "
+                          f"({e.strerror or type(e).__name__})")
+    with output_lock(out), _INTERRUPT.installed():
+        recover_dir(out)  # what a killed run left beside it
+        check_out_dir(out, args.out, _inputs(args))  # again: recovery may have restored it
+        data, result = _score(args, out, device)
+        if result is None:
+            return 1
+        tmp = temp_dir_beside(out)
+        try:
+            _write_outputs(args, tmp, data, result, device, out)
+            with _INTERRUPT.committing():
+                swap_in_dir(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     if data.generated:
         print("note: generated corpus: models trained on it are useless for real music",
               file=sys.stderr)
@@ -135,11 +161,60 @@ def main(argv: list[str] | None = None) -> int:
     print(format_markdown(result.rows), end="")
     for n in result.notes:
         print(f"Note: {n}")
-    print(f"wrote results to {out}/", file=sys.stderr)
+    print(f"wrote results to {args.out.rstrip('/')}/", file=sys.stderr)
     return 0
 
 
-def _write_outputs(args: argparse.Namespace, out: Path, data: EvalData, result: EvalResult,
+def _score(args: argparse.Namespace, out: Path,
+           device: torch.device) -> tuple[EvalData, EvalResult | None]:
+    """Load the dataset and score every model and set; (data, None) when no task can be
+    scored (its reasons printed, one line each). Bad input is a ConfigError."""
+    from ..evaluation.data import load_eval_data
+    from ..evaluation.output import check_out_dir
+    from ..evaluation.run import NothingScorable, run_evaluation
+
+    try:
+        data = load_eval_data(args.dataset, args.truth)
+        if data.truth_path is not None:
+            check_out_dir(out, args.out, [data.truth_path])
+        labels = max(len(data.major_names), len(data.tag_names or ()))
+        jobs = cap_workers(args.probe_jobs, labels, "--probe-jobs")
+        result = run_evaluation(
+            data, args.models, args.names, device=device, seed=args.seed, layer=args.layer,
+            batch_size=args.batch_size, input_layout=args.input_layout,
+            map_points=args.map_points, progress=not args.quiet,
+            probe_max_train=args.probe_max_train, probe_jobs=jobs,
+            embeddings=args.embedding_sets, per_item=args.per_item,
+        )
+    except NothingScorable as e:
+        for reason in e.reasons:
+            print(f"{PROG}: error: {reason}", file=sys.stderr)
+        return data, None
+    except (ValueError, FileNotFoundError) as e:  # bad input, worded by the library
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(str(e)) from None
+    return data, result
+
+
+def _write_outputs(args: argparse.Namespace, tmp: Path, data: EvalData, result: EvalResult,
+                   device: torch.device, out: Path) -> None:
+    """results.md/.csv/.json, items.npz (--per-item) and the plots into ``tmp``, then the
+    user's files of ``out`` (linked). A write that fails names the file under --out."""
+    from ..evaluation.output import keep_user_files
+
+    try:
+        _write_results(args, tmp, data, result, device)
+    except OSError as e:
+        where = Path(e.filename) if e.filename else None
+        if where is not None and tmp in where.parents:
+            where = Path(args.out) / where.relative_to(tmp)
+        raise OSError(e.errno, f"{e.strerror or e}; {args.out} is as it was",
+                      None if where is None else str(where)) from e
+    keep_user_files(out, args.out, tmp)
+
+
+def _write_results(args: argparse.Namespace, out: Path, data: EvalData, result: EvalResult,
                    device: torch.device) -> None:
     """results.md/.csv/.json, items.npz (--per-item) and the plots, under ``out``."""
     from ..evaluation.continuation import K
@@ -181,12 +256,10 @@ def _plot_curves(checkpoints: dict[str, str], out: Path, generated: bool) -> Non
     if missing:
         print(f"note: no metrics.csv next to the checkpoint of {', '.join(missing)}: "
               "no training curve for it", file=sys.stderr)
-    if not curves or plot_loss_curves(curves, out / "loss_curves.png",
-                                      generated=generated) is None:
-        if curves:
-            print("note: the metrics.csv files hold no loss columns: no loss_curves.png",
-                  file=sys.stderr)
-        (out / "loss_curves.png").unlink(missing_ok=True)  # never leave a stale one
+    if curves and plot_loss_curves(curves, out / "loss_curves.png",
+                                   generated=generated) is None:
+        print("note: the metrics.csv files hold no loss columns: no loss_curves.png",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
         [--frames 1876] [--n-major 8] [--seed 0] [--defects] [--force]
 
 Prints a one-line summary. Refuses (exit code 2, nothing written) when --out exists and
-is not empty, unless --force is given.
+is not empty, unless --force is given, or when it cannot be written. Exit 1 when writing
+fails (disk full: one line naming --out), 130 on Ctrl-C (one line); either way nothing
+is left under --out's name (the corpus is built beside it and renamed when complete).
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..toy.melon import make_toy_melon
+from .common import Parser, run
+
+PROG = "make_toy_melon"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="corpus directory to create")
     ap.add_argument("--songs", type=int, default=2000)
     ap.add_argument("--playlists", type=int, default=1000)
@@ -28,16 +34,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="plant missing/corrupt/zero/short/wrong-shape/NaN mels and empty genres")
     ap.add_argument("--force", action="store_true", help="replace a non-empty --out")
     a = ap.parse_args(argv)
+    return run(PROG, lambda: _make(a), interrupted=f"interrupted: {a.out} is unchanged")
+
+
+def _make(a: argparse.Namespace) -> int:
     try:
         s = make_toy_melon(a.out, songs=a.songs, playlists=a.playlists, frames=a.frames,
                            n_major=a.n_major, seed=a.seed, defects=a.defects, force=a.force)
     except FileExistsError:
-        print(f"make_toy_melon: error: {a.out} exists and is not empty (use --force to replace it)",
-              file=sys.stderr)
-        return 2
+        raise ConfigError(f"{a.out} exists and is not empty (use --force to replace it)") from None
     except ValueError as e:
-        print(f"make_toy_melon: error: {e}", file=sys.stderr)
-        return 2
+        raise ConfigError(str(e)) from None
     sp = s["splits"]
     bad = ", ".join(f"{k} {len(v)}" for k, v in s["defects"].items()) if a.defects else "none"
     print(f"wrote {s['out']}: {s['songs']} songs, {s['playlists']} playlists "

@@ -20,7 +20,9 @@ Output directory:
     popularity.json            track id -> number of playlists containing it
     skipped.json               every skipped track and playlist with its reason, and the
                                train/val tracks without a CF vector (below)
-    manifest.json              source, arguments, counts, version (written last)
+    manifest.json              source, arguments, counts, version, and `warnings`: the
+                               tasks a split is too small for (minimums.py; also on
+                               stderr) (written last)
 
 Tracks without a CF vector: a train/val track that no train.json playlist holds gets an
 all-zero CF row (cf.py). It is written with `cf_known = 0` (h5io.py), counted in the
@@ -32,13 +34,14 @@ checked before any work; the dataset is built in a temporary directory beside th
 and swapped in only when complete, so an error, Ctrl-C or a kill never leaves a partial
 dataset under the output name nor removes the previous one; a lock file beside the
 output keeps a second run out; a split with no usable track is an error, never a
-dataset. `manifest.json` (written last) marks a finished dataset.
+dataset. `manifest.json` (written last) marks a finished dataset. An output directory
+that is (or contains) the Melon directory is refused: the swap would delete the input.
+A write that fails (disk full) leaves as an OSError naming the output file.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import sys
 from collections import Counter
@@ -58,10 +61,12 @@ from .h5io import SplitWriter
 from ..io import (
     InterruptGuard,
     OutputLocked,
+    naming_os_errors,
     output_lock,
     recover_dir,
     swap_in_dir,
     temp_dir_beside,
+    write_error,
     write_json,
     write_npy,
 )
@@ -78,6 +83,7 @@ from .melon import (
     read_playlists,
     read_song_meta,
 )
+from .minimums import dataset_warnings, major_genre_matrix
 from .splits import stratified_split
 from .tags import write_playlist_tags
 from .. import layout as L
@@ -182,16 +188,21 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
                            "move them or choose another --out-dir")
 
 
-def _out_location(out_dir: str) -> Path:
-    """The real output path (a symlink is followed), with its parent created."""
+def _out_location(out_dir: str, melon_dir: str) -> Path:
+    """The real output path (a symlink is followed), with its parent created and
+    checked writable (the build goes beside it); never the Melon directory or one
+    holding it, which the swap would delete."""
     out = Path(out_dir).resolve()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DatasetError(f"{out}: cannot create the output directory ({e.strerror})") from None
-    if not os.access(out.parent, os.W_OK | os.X_OK):
+    melon = Path(melon_dir).resolve()
+    if out == melon or out in melon.parents:
+        how = "is" if out == melon else "contains"
+        raise DatasetError(f"--out-dir {out_dir}: {how} the --melon-dir {melon_dir}; the "
+                           "dataset replaces that directory, which would delete its input "
+                           "(choose another --out-dir)")
+    err = write_error(out.parent)
+    if err is not None:
         raise DatasetError(f"{out}: cannot create the output directory "
-                           f"({out.parent} is not writable)")
+                           f"({out.parent}: {err.strerror or err})")
     return out
 
 
@@ -450,6 +461,8 @@ def _build(args: DatasetArgs, out: Path) -> dict:
 
     split_of = {int(t): name for name in SPLITS for t in written[name]}
     continuation, tags_json, pop_json = _playlist_side_files(playlists, split_of)
+    warnings = _size_warnings(args, vocab, ids, labels, written, tags_json, len(continuation),
+                              cf, source["generated"])
     write_json(out / L.GENRES, vocab.to_json())
     write_json(out / L.SPLITS_FILE, {k: v.tolist() for k, v in written.items()}, indent=None)
     write_npy(out / L.CF_PLAYLISTS, cf.playlist_vectors)
@@ -481,9 +494,44 @@ def _build(args: DatasetArgs, out: Path) -> dict:
         "skipped_by_reason": dict(sorted(Counter(s["reason"] for s in skipped).items())),
         "frames": args.frames,
         "cf_dim": int(cf.track_vectors.shape[1]),
+        "warnings": warnings,
     }
     write_json(out / L.MANIFEST, manifest)
     return manifest
+
+
+def _size_warnings(args: DatasetArgs, vocab: GenreVocab, ids: np.ndarray, labels: np.ndarray,
+                   written: dict[str, np.ndarray], tags_json: dict, n_continuation: int, cf,
+                   generated: bool) -> list[str]:
+    """The tasks the written splits are too small for (minimums.py), each also printed
+    as a `warning:` line: a small collection says at creation what it cannot give."""
+    row_of = {int(t): i for i, t in enumerate(ids)}
+    known = np.concatenate([written["train"], written["val"]])
+    test = written["test"]
+
+    def genre_y(split_ids: np.ndarray) -> np.ndarray:
+        rows = labels[[row_of[int(t)] for t in split_ids]] if len(split_ids) else labels[:0]
+        return major_genre_matrix(rows, vocab.codes)[0]
+
+    def tag_y(split_ids: np.ndarray) -> np.ndarray:
+        y = np.zeros((len(split_ids), len(tags_json["tags"])), dtype=bool)
+        for i, t in enumerate(split_ids):
+            y[i, tags_json["tracks"].get(str(int(t)), [])] = True
+        return y
+
+    majors = major_genre_matrix(labels[:0], vocab.codes)[1]
+    names = dict(zip(vocab.codes, vocab.names))
+    warnings = dataset_warnings(
+        {k: len(v) for k, v in written.items()},
+        (genre_y(known), genre_y(test), [f"{names[c]} ({c})" for c in majors]),
+        (tag_y(known), tag_y(test), list(tags_json["tags"])) if tags_json["tags"] else None,
+        n_continuation,
+        (args.cf_factors, len(cf.playlist_ids), int((cf.track_interactions > 0).sum())),
+        generated,
+    )
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return warnings
 
 
 def create_dataset(args: DatasetArgs) -> dict:
@@ -496,14 +544,15 @@ def create_dataset(args: DatasetArgs) -> dict:
     DatasetError for unusable arguments, data or output directories.
     """
     validate_args(args)
-    out = _out_location(args.out_dir)
+    out = _out_location(args.out_dir, args.melon_dir)
     try:
         with output_lock(out), _INTERRUPT.installed():
             recover_dir(out)  # what a killed run left beside `out`
             _check_out_dir(out, args.overwrite)
             tmp = temp_dir_beside(out)
             try:
-                manifest = _build(args, tmp)
+                with naming_os_errors(out, tmp):  # named where the user will look
+                    manifest = _build(args, tmp)
                 with _INTERRUPT.committing():
                     swap_in_dir(tmp, out)
             finally:

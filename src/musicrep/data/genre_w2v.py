@@ -40,13 +40,21 @@ def train_genre_embeddings(
     return train_token_embeddings(genre_sentences(labels), n_genres, dim, seed, epochs, "genre label")
 
 
-def train_from_dataset(dataset_dir: Path, dim: int = 128, seed: int = 0, epochs: int = 100) -> Path:
-    """Train on `train.h5` of a dataset directory and save the matrix next to it."""
+def dataset_inputs(dataset_dir: Path) -> tuple[Path, Path]:
+    """(genres.json, train.h5) of a dataset directory; FileNotFoundError naming the
+    first one missing (so a command can check before it starts the training)."""
     dataset_dir = Path(dataset_dir)
     genres_file, train_file = dataset_dir / GENRES, dataset_dir / split_file("train")
     for f in (genres_file, train_file):
         if not f.is_file():
             raise FileNotFoundError(f"{f}: not found (run scripts/create_dataset.py first)")
+    return genres_file, train_file
+
+
+def train_from_dataset(dataset_dir: Path, dim: int = 128, seed: int = 0, epochs: int = 100) -> Path:
+    """Train on `train.h5` of a dataset directory and save the matrix next to it."""
+    dataset_dir = Path(dataset_dir)
+    genres_file, train_file = dataset_inputs(dataset_dir)
     n_genres = len(json.loads(genres_file.read_text())["codes"])
     _, labels = read_labels(train_file)
     if labels.max(initial=-1) >= n_genres:

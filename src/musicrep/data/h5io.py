@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,7 @@ import numpy as np
 
 from .genres import LABEL_WIDTH
 from ..audio import N_MELS
+from ..io import naming_os_errors
 
 LABEL_BLOCK = 8192  # rows of `label` handled at a time (bounds memory on the full split)
 # The layout's names: the group and its per-track fields (see the module docstring).
@@ -138,6 +141,21 @@ def read_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return ids, labels
 
 
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A write that fails (disk full, I/O error) leaves as an OSError naming `path`:
+    h5py raises OSError, or from a flush a RuntimeError with the errno in its text."""
+    try:
+        with naming_os_errors(path):
+            yield
+    except RuntimeError as e:
+        found = re.search(r"errno = (\d+)", str(e))
+        if found is None:
+            raise
+        err = int(found.group(1))
+        raise OSError(err, os.strerror(err), str(path)) from e
+
+
 class SplitWriter:
     """Append tracks to a split file; it gets its final name only on `close()`.
 
@@ -191,7 +209,12 @@ class SplitWriter:
         b = len(ids)
         if b == 0:
             return
-        end = self.n + b
+        with _writing(self.path):  # a write that fails (disk full) names the split
+            self._append(ids, data, labels, cf, cf_known)
+
+    def _append(self, ids: np.ndarray, data: np.ndarray, labels: np.ndarray,
+                cf: np.ndarray | None, cf_known: np.ndarray | None) -> None:
+        end = self.n + len(ids)
         if end > self._id.shape[0]:
             for d in (self._id, self._data, self._label, self._cf, self._cf_known):
                 if d is not None:
@@ -208,16 +231,35 @@ class SplitWriter:
         self.n = end
 
     def close(self) -> None:
-        """Cut to the rows written, close, and move to the final name."""
-        for d in (self._id, self._data, self._label, self._cf, self._cf_known):
-            if d is not None:
-                d.resize(self.n, axis=0)
-        self._f.close()
+        """Cut to the rows written, close, and move to the final name.
+
+        A write that fails (disk full) raises OSError naming the split file, from the
+        flush, while the file is still open, so that `abort` can still close it.
+        """
+        with _writing(self.path):
+            for d in (self._id, self._data, self._label, self._cf, self._cf_known):
+                if d is not None:
+                    d.resize(self.n, axis=0)
+            self._f.flush()
+            self._f.close()
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
-        """Close and delete the temporary file (used on errors and interrupts)."""
+        """Close and delete the temporary file (used on errors and interrupts).
+
+        The data HDF5 still holds in its caches are sent to /dev/null: written to the
+        full disk they would fail again, and an HDF5 file whose close failed crashes
+        the interpreter at exit (a segfault, exit 139, instead of the one-line error).
+        """
         try:
-            self._f.close()
+            if self._f:  # still open
+                handle = self._f.id.get_vfd_handle()
+                if isinstance(handle, int):  # the POSIX driver's file descriptor
+                    null = os.open(os.devnull, os.O_WRONLY)
+                    try:
+                        os.dup2(null, handle)
+                    finally:
+                        os.close(null)
+                self._f.close()
         finally:
             self.tmp.unlink(missing_ok=True)

@@ -29,16 +29,23 @@ Mels are computed by worker processes, each of which decodes one file at a time 
 writes its mel itself; the parent only holds the tables and a bounded queue of small
 results, so memory does not grow with the number of files (it grows with one file's
 length per worker under ``segment="full"``).
+
+Failure rules: any error decoding one file (whatever library raises it) is that
+file's skip reason, never the end of the import. There are at most min(workers, usable
+CPUs, tracks) workers; they ignore Ctrl-C (the parent stops them) and die with the
+parent when it is killed. One import at a time writes an output (a lock beside it);
+an output that cannot be written, or that is or holds an input (the audio directory,
+a table), is refused before any work.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import signal
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,10 +64,12 @@ from ..audio import (
     mel_spectrogram_db,
     n_frames_for,
 )
-from ..io import clean_stale_temp, write_json, write_npy
+from ..io import clean_stale_temp, output_lock, write_error, write_json, write_npy
 from ..audio import N_MELS
+from ..errors import ConfigError
 from .melon import GENRE_NAMES, SONG_META, TRAIN_PLAYLISTS, mel_path
 from ..layout import GENERATED_MARKER, TRUTH_FILE
+from ..workers import cap_workers, die_with_parent, usable_cpus
 
 TRACK_COLUMNS = ("track_id", "path", "genres")
 TRACK_OPTIONAL = ("artist", "album", "title")
@@ -75,7 +84,7 @@ MIN_FRAMES = 1300
 MAX_CODES = 99  # two digits per level in GNxxyy
 
 
-class CollectionError(ValueError):
+class CollectionError(ConfigError):
     """Bad input tables or output directory: a one-line message naming file/field."""
 
 
@@ -323,7 +332,9 @@ def mel_job(audio: str, out: str, segment: str, min_frames: int, reuse: bool) ->
     """Worker: compute one track's mel and write it atomically to `out`.
 
     Returns {"status": "reused"|"written"|"skipped", "frames", "reason", "detail"};
-    never raises for a bad audio file (the reason is returned instead).
+    never raises for a bad audio file (the reason is returned instead): whatever a
+    decoding library raises for one file (a sample rate of 0, samples of 1e38) is that
+    file's reason. Only writing the mel (disk full), MemoryError and Ctrl-C stop it.
     """
     audio_p, out_p = Path(audio), Path(out)
     if reuse and _usable_mel(out_p, min_frames):
@@ -334,6 +345,13 @@ def mel_job(audio: str, out: str, segment: str, min_frames: int, reuse: bool) ->
         mel = segment_mel(audio_p, segment)
     except AudioError as e:
         return {"status": "skipped", "reason": _reason(str(e)), "detail": str(e)}
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any library's error for this one file
+        why = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return {"status": "skipped", "reason": "undecodable",
+                "detail": f"{audio_p}: cannot decode audio ({type(e).__name__}"
+                          + (f": {why})" if why else ")")}
     if mel.shape[1] < min_frames:
         return {"status": "skipped", "reason": "too_short",
                 "detail": f"{audio_p}: {mel.shape[1]} frames, need {min_frames}"}
@@ -345,18 +363,19 @@ def mel_job(audio: str, out: str, segment: str, min_frames: int, reuse: bool) ->
     return {"status": "written", "frames": int(mel.shape[1])}
 
 
-def _bounded_map(pool: ProcessPoolExecutor | None, jobs: list[tuple], limit: int
-                 ) -> Iterator[tuple[int, dict]]:
-    """Run mel_job over `jobs` with at most `limit` in flight; yields (index, result)."""
+def bounded_map(pool: ProcessPoolExecutor | None, fn: Callable[..., Any], jobs: list[tuple],
+                limit: int) -> Iterator[tuple[int, Any]]:
+    """Run fn(*job) for every job with at most `limit` in flight (in this process when
+    `pool` is None); yields (index, result) as they finish."""
     if pool is None:
         for i, job in enumerate(jobs):
-            yield i, mel_job(*job)
+            yield i, fn(*job)
         return
     pending: dict[Future, int] = {}
     it = iter(enumerate(jobs))
     while True:
         for i, job in it:
-            pending[pool.submit(mel_job, *job)] = i
+            pending[pool.submit(fn, *job)] = i
             if len(pending) >= limit:
                 break
         if not pending:
@@ -364,6 +383,41 @@ def _bounded_map(pool: ProcessPoolExecutor | None, jobs: list[tuple], limit: int
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
         for fut in done:
             yield pending.pop(fut), fut.result()
+
+
+def pool_worker_init() -> None:
+    """Initializer of the decoding and rendering pools: the worker dies with its parent
+    (a SIGKILLed command leaves no worker decoding on its own) and ignores Ctrl-C, which
+    reaches every process of the terminal's group: the parent alone handles it, in one
+    line, and stops the workers (`stop_pool`)."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def worker_pool(requested: int, items: int) -> tuple[ProcessPoolExecutor | None, int]:
+    """(pool, n): a pool of n = min(requested, usable CPUs, items) workers (a note when
+    fewer than requested), or (None, 1): the work then runs in this process."""
+    if requested <= 1:
+        return None, 1
+    n = cap_workers(requested, items)
+    return (ProcessPoolExecutor(n, initializer=pool_worker_init), n) if n > 1 else (None, 1)
+
+
+def stop_pool(pool: ProcessPoolExecutor | None, finished: bool) -> None:
+    """Shut a pool down: after the work, wait for it; after an error or Ctrl-C, cancel
+    what has not started and end the running jobs now (their outputs are written under
+    temporary names, so nothing half-written is left under a final one)."""
+    if pool is None:
+        return
+    if finished:
+        pool.shutdown(wait=True)
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(5)
 
 
 # ------------------------------------------------------------------------ driver
@@ -421,17 +475,54 @@ def import_collection(audio_dir: Path, tracks_file: Path, playlists_file: Path, 
         audio_dir: root the tracks table's paths are relative to.
         tracks_file, playlists_file: the input tables (CSV, or TSV by extension).
         out: the Melon directory to create or to resume.
-        workers: decoding processes (0 or 1: in this process).
+        workers: decoding processes (0 or 1: in this process), at most the usable CPUs
+            and the tracks (a note on stderr when fewer than asked).
         segment: "melon" (20-50 s), "start" (first 30 s) or "full".
         min_frames: tracks with fewer mel frames are skipped (create_dataset needs 1300).
         progress: show a tqdm bar on stderr.
-    Raises CollectionError for bad tables, settings or output directories.
+    Raises CollectionError for bad tables, settings or output directories (one that
+    cannot be written, or is or holds an input), OutputLocked while another import
+    writes `out`, OSError when writing fails (disk full; naming the file).
     """
     audio_dir, out = Path(audio_dir), Path(out)
     if segment not in SEGMENTS:
         raise CollectionError(f"--segment must be one of {', '.join(SEGMENTS)}, got '{segment}'")
     if not audio_dir.is_dir():
         raise CollectionError(f"{audio_dir}: audio directory not found")
+    _refuse_inputs_in(out, {"--audio-dir": audio_dir, "--tracks": Path(tracks_file),
+                            "--playlists": Path(playlists_file)})
+    _check_writable(out)
+    with output_lock(out):  # a second import into `out` stops here, at once
+        return _import_locked(audio_dir, Path(tracks_file), Path(playlists_file), out,
+                              workers, segment, min_frames, progress)
+
+
+def _refuse_inputs_in(out: Path, inputs: dict[str, Path]) -> None:
+    """CollectionError when `out` is an input or holds one: the import writes files
+    and folders in `out` (and removes its own stale ones), which could overwrite it."""
+    target = out.resolve()
+    for option, path in inputs.items():
+        p = path.resolve()
+        if p == target or target in p.parents:
+            how = "is" if p == target else "holds"
+            raise CollectionError(f"--out {out}: {how} the {option} {path}; the import writes "
+                                  "there and could overwrite it (choose a new --out)")
+
+
+def _check_writable(out: Path) -> None:
+    """CollectionError when files cannot be written in `out` (when it is a directory)
+    or beside it (its parent, created if missing): before any work, not after it."""
+    for d in (out.parent, out) if out.is_dir() else (out.parent,):
+        err = write_error(d)
+        if err is not None:
+            raise CollectionError(f"--out {out}: cannot write in {d} "
+                                  f"({err.strerror or err})")
+
+
+def _import_locked(audio_dir: Path, tracks_file: Path, playlists_file: Path, out: Path,
+                   workers: int, segment: str, min_frames: int, progress: bool
+                   ) -> dict[str, Any]:
+    """import_collection's work, under the lock of `out`."""
     settings = {"segment": segment, "min_frames": int(min_frames),
                 "sample_rate": SAMPLE_RATE, "n_mels": N_MELS}
     known_ids, known_paths = _load_previous(out, settings)
@@ -493,11 +584,12 @@ def _run_mel_jobs(col: Collection, jobs: list[tuple], workers: int, progress: bo
     status: Counter = Counter()
     skipped = []
     frames = []
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    pool, n_workers = worker_pool(workers, len(jobs))
+    finished = False
+    bar = tqdm(total=len(jobs), desc="mels", unit="file", file=sys.stderr,
+               disable=not progress, mininterval=0.5)
     try:
-        bar = tqdm(total=len(jobs), desc="mels", unit="file", file=sys.stderr,
-                   disable=not progress, mininterval=0.5)
-        for i, res in _bounded_map(pool, jobs, limit=4 * max(1, workers)):
+        for i, res in bounded_map(pool, mel_job, jobs, limit=4 * n_workers):
             r = col.tracks[i]
             status[res["status"]] += 1
             if res["status"] == "skipped":
@@ -506,10 +598,10 @@ def _run_mel_jobs(col: Collection, jobs: list[tuple], workers: int, progress: bo
             else:
                 frames.append(res["frames"])
             bar.update(1)
-        bar.close()
+        finished = True
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+        stop_pool(pool, finished)
     return status, skipped, frames
 
 
@@ -561,9 +653,5 @@ def _truth_by_id(truth_file: Path, col: Collection) -> dict:
     }
 
 
-def cpu_workers() -> int:
-    """Default worker count: the CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+#: Kept for callers of the earlier name: the CPUs this process may use.
+cpu_workers = usable_cpus

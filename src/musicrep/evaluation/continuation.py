@@ -242,14 +242,16 @@ def popularity_metrics(
     return out
 
 
-def continuation_degenerate(n_candidates: int, k: int = K) -> str | None:
+def continuation_degenerate(n_candidates: int, k: int = K,
+                            task: str = "continuation") -> str | None:
     """Why continuation cannot be scored with ``n_candidates`` test tracks, or None.
 
     With k or fewer candidates every ranking holds every held-out track within its
-    top k, so Recall@k is 1.0 even for a random ranking: not a result.
+    top k, so Recall@k is 1.0 even for a random ranking: not a result. ``task`` heads
+    the sentence (each protocol is a task of its own in the report).
     """
     if n_candidates <= k:
-        return (f"continuation not scored: the test split has {n_candidates} candidate "
+        return (f"{task} not scored: the test split has {n_candidates} candidate "
                 f"tracks, not more than k={k}, so any ranking (random included) would get "
                 f"recall@{k} = 1.0; build a dataset with more than {k} test tracks")
     return None

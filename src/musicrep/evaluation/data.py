@@ -14,6 +14,7 @@ or through the manifest's source directory). Every file name comes from
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..data.h5io import read_labels
+from ..errors import ConfigError
 from ..layout import (
     CONTINUATION,
     GENRES,
@@ -54,14 +56,43 @@ def note(msg: str) -> None:
 
 
 def _read_json(path: Path, required_keys: Sequence[str] = ()) -> Any:
+    """The JSON in ``path``; with ``required_keys``, an object holding them."""
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read JSON ({e})") from None
+        raise ConfigError(f"{path}: cannot read JSON ({e})") from None
+    if required_keys and not isinstance(obj, dict):
+        raise ConfigError(f"{path}: expected a JSON object with "
+                          f"{', '.join(repr(k) for k in required_keys)}, got {_kind(obj)}")
     for key in required_keys:
-        if not isinstance(obj, dict) or key not in obj:
-            raise ValueError(f"{path}: missing field '{key}'")
+        if key not in obj:
+            raise ConfigError(f"{path}: missing field '{key}'")
     return obj
+
+
+def _kind(obj: Any) -> str:
+    """A JSON value's kind, for messages: "a list", "a string", ..."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(obj), type(obj).__name__)
+
+
+def _expect(ok: bool, path: Path, what: str) -> None:
+    """ConfigError "``path``: ``what``" unless ``ok``: valid JSON of the wrong shape."""
+    if not ok:
+        raise ConfigError(f"{path}: {what}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int_list(v: Any) -> bool:
+    return isinstance(v, list) and all(_is_int(x) for x in v)
 
 
 @dataclass
@@ -136,10 +167,52 @@ def _present(path: Path, skipped: str) -> bool:
     return False
 
 
+def _read_genres(path: Path) -> dict:
+    """genres.json: ``codes`` (strings), and ``names``/``major`` of the same length."""
+    genres = _read_json(path, ("codes",))
+    codes = genres["codes"]
+    _expect(isinstance(codes, list) and all(isinstance(c, str) for c in codes), path,
+            "'codes' must be a list of genre codes (strings)")
+    for key, kind in (("names", str), ("major", bool)):
+        v = genres.get(key)
+        _expect(v is None or (isinstance(v, list) and len(v) == len(codes)
+                              and all(isinstance(x, kind) for x in v)), path,
+                f"'{key}' must be a list of {len(codes)} {kind.__name__} values, one per code")
+    return genres
+
+
+def _read_track_tags(path: Path) -> dict:
+    """track_tags.json: ``tags`` (strings) and ``tracks`` (track id -> tag indices)."""
+    tt = _read_json(path, ("tags", "tracks"))
+    _expect(isinstance(tt["tags"], list), path, "'tags' must be a list of tag names")
+    _expect(isinstance(tt["tracks"], dict) and all(_int_list(v) for v in tt["tracks"].values()),
+            path, "'tracks' must map track ids to lists of tag indices")
+    return tt
+
+
+def _read_playlists(path: Path) -> list[dict]:
+    """continuation.json's ``playlists``: objects with ``known`` and ``held_out`` id lists."""
+    playlists = _read_json(path, ("playlists",))["playlists"]
+    _expect(isinstance(playlists, list), path, "'playlists' must be a list")
+    for i, pl in enumerate(playlists):
+        if not (isinstance(pl, dict) and _int_list(pl.get("known"))
+                and _int_list(pl.get("held_out"))):
+            raise ConfigError(f"{path}: playlist #{i} must be an object with 'known' and "
+                              "'held_out' lists of track ids")
+    return playlists
+
+
+def _read_popularity(path: Path) -> dict[str, float]:
+    popularity = _read_json(path)
+    _expect(isinstance(popularity, dict) and all(_is_number(v) for v in popularity.values()),
+            path, "expected an object mapping track id to a count")
+    return popularity
+
+
 def _split_targets(lay: DatasetLayout) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
                                                  list[str]]:
     """(ids per split, major-genre targets per split, major genre names)."""
-    genres = _read_json(lay.genres, ("codes",))
+    genres = _read_genres(lay.genres)
     ids, genre_y = {}, {}
     majors: list[str] = []
     for s in SPLITS:
@@ -161,32 +234,34 @@ def load_eval_data(dataset_dir: str | os.PathLike,
     """
     root = Path(dataset_dir)
     lay = DatasetLayout(root)
-    if not root.is_dir():
-        raise ValueError(f"{root}: no such dataset directory")
-    for path in (*(lay.split(s) for s in SPLITS), lay.genres):
+    required = (*(lay.split(s) for s in SPLITS), lay.genres)
+    if not root.is_dir() or not any(p.is_file() for p in required):
+        raise ConfigError(f"{root}: no dataset here ({', '.join(p.name for p in required)}); "
+                          "run create_dataset first")
+    for path in required:
         if not path.is_file():
-            raise ValueError(f"{path}: missing (required dataset file)")
+            raise ConfigError(f"{path}: missing (required dataset file)")
     ids, genre_y, major_names = _split_targets(lay)
 
     tag_y = tag_names = None
     if _present(lay.track_tags, "tagging task skipped"):
-        tt = _read_json(lay.track_tags, ("tags", "tracks"))
+        tt = _read_track_tags(lay.track_tags)
         tag_y = {s: tag_targets(ids[s], tt) for s in SPLITS}
-        tag_names = list(tt["tags"])
+        tag_names = [str(t) for t in tt["tags"]]
     playlists = popularity = None
     if _present(lay.file(CONTINUATION), "continuation task skipped"):
-        playlists = _read_json(lay.file(CONTINUATION), ("playlists",))["playlists"]
+        playlists = _read_playlists(lay.file(CONTINUATION))
     if _present(lay.file(POPULARITY), "popularity reference skipped"):
-        popularity = _read_json(lay.file(POPULARITY))
-        if not isinstance(popularity, dict):
-            raise ValueError(f"{lay.file(POPULARITY)}: expected an object track id -> count")
+        popularity = _read_popularity(lay.file(POPULARITY))
     manifest: dict = {}
     if _present(lay.manifest, "results.json 'dataset' left empty"):
         manifest = _read_json(lay.manifest)
+        _expect(isinstance(manifest, dict), lay.manifest,
+                f"expected a JSON object (create_dataset's manifest), got {_kind(manifest)}")
 
     truth_path = Path(truth) if truth is not None else find_truth_file(root, manifest)
     if truth is not None and not truth_path.is_file():
-        raise ValueError(f"{truth_path}: truth file not found")
+        raise ConfigError(f"{truth_path}: truth file not found")
     mood = load_truth(truth_path, ids) if truth_path is not None else None
     return EvalData(root, ids, genre_y, major_names, tag_y, tag_names, playlists, popularity,
                     manifest, mood,
@@ -218,13 +293,14 @@ def load_truth(path: Path, split_ids: dict[str, np.ndarray]) -> dict[str, np.nda
     The file holds ``song_mood``: a list indexed by song id (toy.py writes it).
     """
     obj = _read_json(path, ("song_mood",))
-    mood = np.asarray(obj["song_mood"], dtype=np.float64)
-    if mood.ndim != 1:
-        raise ValueError(f"{path}: 'song_mood' must be a list of numbers")
+    moods = obj["song_mood"]
+    _expect(isinstance(moods, list) and all(_is_number(v) for v in moods), path,
+            "'song_mood' must be a list of finite numbers, one per song id")
+    mood = np.asarray(moods, dtype=np.float64)
     out = {}
     for s, ids in split_ids.items():
         if ids.size and (ids.min() < 0 or ids.max() >= mood.size):
-            raise ValueError(f"{path}: 'song_mood' has {mood.size} songs but split {s} holds "
+            raise ConfigError(f"{path}: 'song_mood' has {mood.size} songs but split {s} holds "
                              f"track id {int(ids.max())}: truth of another corpus?")
         out[s] = mood[ids]
     return out

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,15 +95,17 @@ def _members(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
             raise ValueError(f"{path}: missing array 'embeddings' ({_EXPECTED})")
         try:
             data = {k: z[k] for k in _DATA if k in z.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{path}: cannot read its arrays ({type(e).__name__}: object "
-                             f"arrays are refused; {_EXPECTED})") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            why = ("object arrays are refused" if isinstance(e, ValueError)
+                   else "the file is damaged or truncated")
+            raise ValueError(f"{path}: cannot read its arrays ({type(e).__name__}: {why}; "
+                             f"{_EXPECTED})") from None
         meta = {}
         for k in z.files:
             if k not in _DATA:
                 try:
                     meta[k] = z[k]
-                except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+                except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error):
                     pass  # metadata that is not a plain array: not needed, never unpickled
     return data, meta
 

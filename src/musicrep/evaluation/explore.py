@@ -10,7 +10,9 @@ it lists its 10 nearest neighbours by cosine similarity in the full embedding sp
 With a dataset, a playlist chooser shows a playlist's known tracks and the top
 cold-start candidates among the test tracks, ranked as the continuation task ranks
 them (cosine to the mean of the known tracks' L2-normalised embeddings), held-out
-hits marked: what the authors' web demo showed.
+hits marked: what the authors' web demo showed. Playlists are shown by their title
+where the corpus the dataset was built from has one (``playlist_titles``), files by
+their path below the folder they all share (``path_labels``), so labels fit the panel.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from ..layout import corpus_dirs
 from .continuation import l2_normalise
 
-__all__ = ["N_NEIGHBOURS", "PageData", "build_page", "write_explorer"]
+__all__ = ["N_NEIGHBOURS", "PageData", "build_page", "path_labels", "playlist_titles",
+           "write_explorer"]
 
 N_NEIGHBOURS = 10
 N_CANDIDATES = 20
@@ -88,6 +92,44 @@ def projections(emb: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
+def path_labels(paths: list[str]) -> tuple[list[str], list[str]]:
+    """(labels, folders) of encoded files: each path below the folder all of them share
+    (absolute paths overflow the page's panels), and the name of the folder holding it
+    (the map's colour; "unknown" for a file directly in the shared folder's root)."""
+    paths = [str(p) for p in paths]
+    folders = [Path(p).parent.name or UNKNOWN for p in paths]
+    try:
+        common = os.path.commonpath([os.path.dirname(p) or "." for p in paths])
+    except ValueError:  # absolute and relative paths mixed, or none
+        return paths, folders
+    return [os.path.relpath(p, common) for p in paths], folders
+
+
+def playlist_titles(data_root: Path, manifest: dict) -> dict[int, str] | None:
+    """Playlist id -> title (Melon's ``plylst_title``) from the playlist files of the corpus
+    the dataset was built from (the manifest's source, as ``layout.corpus_dirs`` finds
+    it); None when no corpus is found. Records without a title are left out."""
+    from ..data.melon import PLAYLIST_FILES
+
+    for corpus in corpus_dirs(manifest, data_root):
+        files = [corpus / n for n in PLAYLIST_FILES if (corpus / n).is_file()]
+        if not files:
+            continue
+        titles: dict[int, str] = {}
+        for f in files:
+            try:
+                records = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # the dataset was built from it; a title is not worth an error
+            for r in records if isinstance(records, list) else ():
+                pid, title = (r.get("id"), r.get("plylst_title")) if isinstance(r, dict) \
+                    else (None, None)
+                if isinstance(pid, int) and isinstance(title, str) and title.strip():
+                    titles[pid] = title.strip()
+        return titles
+    return None
+
+
 def playlist_view(
     emb: np.ndarray,
     ids: np.ndarray,
@@ -95,12 +137,15 @@ def playlist_view(
     playlists: list[dict],
     max_playlists: int = 300,
     n_candidates: int = N_CANDIDATES,
+    titles: dict[int, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Per playlist: known tracks' rows, the top candidate test rows with cosines, hits.
 
     Rows index ``emb``/``ids``; playlists with no known or no held-out track among the
-    embedded tracks are left out. At most ``max_playlists`` (in file order).
+    embedded tracks are left out. At most ``max_playlists`` (in file order). A playlist
+    is named by its title in ``titles`` (see ``playlist_titles``), else "playlist ID".
     """
+    titles = titles or {}
     row_of = {int(t): i for i, t in enumerate(ids)}
     test_rows = np.array([row_of[int(t)] for t in test_ids if int(t) in row_of], dtype=np.int64)
     x = l2_normalise(emb)
@@ -116,8 +161,10 @@ def playlist_view(
         scores = x[test_rows] @ q
         top = np.argsort(-scores, kind="stable")[:n_candidates]
         cands = test_rows[top]
+        pid = pl.get("id", len(views))
         views.append({
-            "name": str(pl.get("id", len(views))),
+            "name": (titles.get(pid) if isinstance(pid, int) else None) or f"playlist {pid}",
+            "id": pid,
             "known": [int(i) for i in known],
             "cands": [int(i) for i in cands],
             "sims": [round(float(s), 4) for s in scores[top]],
@@ -135,6 +182,7 @@ def build_page(
     title: str = "musicrep explorer",
     info: dict[str, Any] | None = None,
     seed: int = 0,
+    folders: list[str] | None = None,
 ) -> PageData:
     """Everything the page shows, computed here (the page only draws).
 
@@ -142,6 +190,8 @@ def build_page(
         emb: (N, D) embeddings, one per track.
         labels: (N,) what hovering shows: track id or file path.
         genres: (N,) genre names per track (first = colour); None: colour by folder.
+        folders: (N,) the folder of each track, for that colour (default: each label's
+            parent folder; give them when the labels are shortened, ``path_labels``).
         playlists: from ``playlist_view`` (indices into emb), or None.
         title: page title.
         info: model facts shown at the top (checkpoint, layer, trained_on, ...).
@@ -153,7 +203,7 @@ def build_page(
     if not np.isfinite(emb).all():
         raise ValueError("embeddings contain NaN or infinite values")
     if genres is None:
-        genres = [[Path(s).parent.name or UNKNOWN] for s in labels]
+        genres = [[f] for f in (folders or [Path(s).parent.name or UNKNOWN for s in labels])]
         colour_by = "folder"
     else:
         colour_by = "major genre"
@@ -180,7 +230,7 @@ def build_page(
 
 
 def write_explorer(page: PageData, out_dir: str | os.PathLike) -> Path:
-    """Write ``out_dir/index.html`` atomically; return its path."""
+    """Write ``out_dir/index.html`` atomically (a failed write names it); return its path."""
     from ..io import atomic_path
 
     out = Path(out_dir)
@@ -201,12 +251,13 @@ _TEMPLATE = r"""<!DOCTYPE html>
 <title>__TITLE__</title>
 <style>
 body{font:14px system-ui,sans-serif;margin:0;display:flex;height:100vh;color:#222}
-#left{flex:0 0 auto;padding:10px}#right{flex:1;padding:10px;overflow:auto;border-left:1px solid #ddd}
+#left{flex:0 0 auto;padding:10px}#right{flex:1;min-width:0;padding:10px;overflow:auto;border-left:1px solid #ddd;overflow-wrap:anywhere}
+#playlist{max-width:320px}
 svg{background:#fafafa;border:1px solid #ddd}
 circle.pt{stroke:#fff;stroke-width:.5;cursor:pointer;vector-effect:non-scaling-stroke}
 circle.pt.known{stroke:#000;stroke-width:2}circle.pt.cand{stroke:#d00;stroke-width:2}
 circle.pt.sel{stroke:#000;stroke-width:3}
-#tip{position:fixed;pointer-events:none;background:#fff;border:1px solid #999;padding:4px 6px;display:none;max-width:420px;font-size:12px}
+#tip{position:fixed;pointer-events:none;background:#fff;border:1px solid #999;padding:4px 6px;display:none;max-width:420px;font-size:12px;overflow-wrap:anywhere}
 #warn{background:#fff3cd;border:1px solid #e0c36b;padding:6px;margin-bottom:8px}
 .legend span{display:inline-block;margin:2px 8px 2px 0;font-size:12px}
 .legend i{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px}
@@ -265,7 +316,7 @@ function showPlaylist(p) {
   P.known.forEach(i => { pts[i].classList.add("known"); svg.appendChild(pts[i]); });
   P.cands.forEach(i => { pts[i].classList.add("cand"); svg.appendChild(pts[i]); });
   const hits = P.hits.filter(h => h).length;
-  view.innerHTML = "<h3>Playlist " + esc(P.name) + "</h3><p>" + P.known.length +
+  view.innerHTML = "<h3>" + esc(P.name) + "</h3><p>" + P.known.length +
     " known tracks (black rings); top " + P.cands.length + " cold-start candidates (red rings): " +
     hits + " of them held out from this playlist (bold), of " + P.n_held + " held out.</p><ol>" +
     P.cands.map((j, k) => "<li class='" + (P.hits[k] ? "hit" : "") + "'>" + (P.hits[k] ? "&#10003; " : "") +

@@ -38,6 +38,7 @@ __all__ = [
     "r_precision",
     "ranking_metrics",
     "recall_at_k",
+    "scorable_labels",
     "top_k",
 ]
 
@@ -241,6 +242,13 @@ def iter_top_k(
         yield rows, top_k(scores, int(depth[rows].max()))
 
 
+def scorable_labels(y_true: np.ndarray) -> np.ndarray:
+    """Columns of the (N, C) truth with both a positive and a negative row: the labels an
+    AUC is defined for (the others are skipped by ``macro_roc_pr_auc``)."""
+    positives = (np.asarray(y_true) > 0).sum(axis=0)
+    return np.nonzero((positives > 0) & (positives < np.shape(y_true)[0]))[0]
+
+
 def macro_roc_pr_auc(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float | int | None]:
     """Macro ROC-AUC and PR-AUC over the columns of a multi-label problem.
 
@@ -257,8 +265,7 @@ def macro_roc_pr_auc(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float 
             f"macro_roc_pr_auc: y_true and scores must both be (N, C), got "
             f"{y_true.shape} and {scores.shape}"
         )
-    positives = (y_true > 0).sum(axis=0)
-    usable = np.nonzero((positives > 0) & (positives < y_true.shape[0]))[0]
+    usable = scorable_labels(y_true)
     if usable.size == 0:
         return {"roc_auc": None, "pr_auc": None, "n_scored": 0, "n_skipped": int(y_true.shape[1])}
     roc = [roc_auc_score(y_true[:, j] > 0, scores[:, j]) for j in usable]

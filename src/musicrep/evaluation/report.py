@@ -10,6 +10,9 @@ rename), so a crash never leaves a truncated table or image under its final name
     embedding_maps.png  2-D PCA of a test subsample per model, coloured by major genre
     loss_curves.png     training losses from each run's metrics.csv (when found)
 
+A new output file gets its name into ``evaluation.output.OUTPUT_NAMES`` too: what
+is not listed there is taken for the user's and kept beside the results.
+
 Plots use matplotlib's Agg backend, so no display is needed. The columns, the bar
 plots' tasks and the legend come from the task registry (``evaluation.tasks``);
 ``TASK_COLUMNS`` is importable from here too.

@@ -7,13 +7,19 @@ model (``musicrep.inference.embed``), reads the precomputed embedding sets
 Reference rows. "random-init": an untrained encoder of the same width and input
 layout as the first model, initialised from ``seed``. "popularity": one ranking of
 the test tracks for every playlist by their count in ``popularity.json``
-(``evaluation.continuation``); it has no genre or tag columns.
+(``evaluation.continuation``); it has no genre or tag columns. Their names
+(``REFERENCE_ROWS``) are never given to a model or an embedding set, and no two rows
+share a name (``row_names``): a row is known by its name in every output.
+
+Before any model runs, the tasks the dataset cannot score are known
+(``tasks.not_scored``): when that is every task, ``NothingScorable`` is raised with
+the reasons; otherwise each reason is a note and a line under the table.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,23 +29,37 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..inference.embed import embed_hdf5, resolve_checkpoint
-from ..model.layers import DEFAULT_LAYER
 from ..layout import SPLITS, DatasetLayout
+from ..model.layers import DEFAULT_LAYER
 from .continuation import (
-    K,
     PLAYLIST_BATCH,
+    K,
     continuation_degenerate,
     continuation_queries,
     popularity_metrics,
 )
 from .data import EvalData, note
 from .embeddings import load_embedding_set
-from .tasks import ROW_KEYS, evaluate_embeddings
+from .tasks import ROW_KEYS, TASKS, applicable_tasks, evaluate_embeddings, not_scored, task_data
 
-__all__ = ["EvalResult", "model_names", "random_init_encoder", "run_evaluation"]
+__all__ = ["REFERENCE_ROWS", "EvalResult", "NothingScorable", "check_encoder_config",
+           "encoder_load_error", "model_names", "random_init_encoder", "row_names",
+           "run_evaluation"]
 
 Queries = tuple[list[np.ndarray], list[np.ndarray]]
+
+#: The reference rows' names: no model or embedding set may take them.
+REFERENCE_ROWS = ("random-init", "popularity")
+
+
+class NothingScorable(Exception):
+    """No task can be scored on the dataset; ``reasons`` holds one sentence per task."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
 
 
 def model_names(
@@ -49,25 +69,103 @@ def model_names(
 
     The folder is the checkpoint's parent (or the directory itself when a run
     directory is given; the grandparent when the parent is ``checkpoints/``).
-    Repeated names get "-2", "-3" suffixes.
+    Repeated names get "-2", "-3" suffixes (``run_evaluation`` refuses them instead,
+    ``row_names``: a suffix could equal another row's name).
     """
-    if names:
-        if len(names) != len(checkpoints):
-            raise ValueError(f"--names: {len(names)} names for {len(checkpoints)} models")
-        base = [str(n) for n in names]
-    else:
-        base = []
-        for c in checkpoints:
-            p = Path(c).resolve()
-            folder = p if p.is_dir() else p.parent
-            if folder.name == "checkpoints":
-                folder = folder.parent
-            base.append(folder.name or p.stem)
+    base = _base_names(checkpoints, names)
     out, seen = [], {}
     for b in base:
         seen[b] = seen.get(b, 0) + 1
         out.append(b if seen[b] == 1 else f"{b}-{seen[b]}")
     return out
+
+
+def _base_names(checkpoints: Sequence[str | os.PathLike],
+                names: Sequence[str] | None) -> list[str]:
+    """``names`` as given, else each checkpoint's run folder (see ``model_names``)."""
+    if names:
+        if len(names) != len(checkpoints):
+            raise ConfigError(f"--names: {len(names)} names for {len(checkpoints)} models")
+        return [str(n) for n in names]
+    base = []
+    for c in checkpoints:
+        p = Path(c).resolve()
+        folder = p if p.is_dir() else p.parent
+        if folder.name == "checkpoints":
+            folder = folder.parent
+        base.append(folder.name or p.stem)
+    return base
+
+
+def row_names(checkpoints: Sequence[str | os.PathLike], names: Sequence[str] | None,
+              set_names: Sequence[str]) -> list[str]:
+    """The models' row names (``names``, else their run folders), checked against each
+    other, the embedding sets' names and ``REFERENCE_ROWS``.
+
+    Every output (the tables, results.json's details, items.npz) is keyed by the row
+    name, so two rows of one name would overwrite each other's data: ConfigError
+    naming the option instead of a suffix the user did not choose.
+    """
+    base = _base_names(checkpoints, names)
+    option = "--names" if names else "--models"
+    model_of: dict[str, int] = {}
+    for i, n in enumerate(base):
+        given = n if names else f"{checkpoints[i]} (named after its run folder)"
+        if not n.strip():
+            raise ConfigError(f"{option}: an empty name")
+        if n in REFERENCE_ROWS:
+            raise ConfigError(f"{option} {given}: '{n}' is a reference row's name "
+                              f"({', '.join(REFERENCE_ROWS)}); give the models other --names")
+        if n in model_of:
+            raise ConfigError(f"{option}: two models named '{n}' ({checkpoints[model_of[n]]} "
+                              f"and {checkpoints[i]}); give each its own name with --names")
+        model_of[n] = i
+    seen_sets: set[str] = set()
+    for n in set_names:
+        if n in REFERENCE_ROWS:
+            raise ConfigError(f"--embeddings {n}=...: '{n}' is a reference row's name "
+                              f"({', '.join(REFERENCE_ROWS)}); choose another name")
+        if n in model_of:
+            raise ConfigError(f"--embeddings {n}=...: '{n}' is also the name of the model "
+                              f"{checkpoints[model_of[n]]}; choose another name")
+        if n in seen_sets:
+            raise ConfigError(f"--embeddings: the name '{n}' is given twice")
+        seen_sets.add(n)
+    return base
+
+
+def check_encoder_config(checkpoint: Path, input_layout: str | None) -> None:
+    """ConfigError naming the ``config.json`` beside a checkpoint when it is valid JSON
+    of the wrong shape (the loader reads its ``input_layout`` when none is given)."""
+    from ..audio import INPUT_LAYOUTS
+    from ..training.run_files import CONFIG
+
+    sidecar = Path(checkpoint).with_name(CONFIG)
+    if input_layout is not None or not sidecar.is_file():
+        return
+    try:
+        cfg = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{sidecar}: unreadable config beside the weights ({e})") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{sidecar}: expected a JSON object (a run's config), "
+                          f"got {type(cfg).__name__}")
+    layout = cfg.get("input_layout")
+    if layout is not None and layout not in INPUT_LAYOUTS:
+        raise ConfigError(f"{sidecar}: 'input_layout' is {json.dumps(layout)[:40]}, expected "
+                          f"one of {', '.join(INPUT_LAYOUTS)}")
+
+
+def encoder_load_error(path: str | os.PathLike, e: ValueError) -> ConfigError:
+    """The loader's ValueError about ``path`` as one line. torch's own reason for a file
+    it cannot unpickle runs over many lines and suggests ``weights_only=False`` (which
+    would execute the file): only its type is kept."""
+    text = str(e)
+    if text.startswith(f"{path}: not a readable torch file") and e.__cause__ is not None:
+        return ConfigError(f"{path}: not a readable torch file ({type(e.__cause__).__name__}); "
+                           "expected a checkpoint (best.pt, last.pt) or an exported "
+                           "audio_encoder.pt")
+    return ConfigError(text.strip().splitlines()[0] if text.strip() else type(e).__name__)
 
 
 def random_init_encoder(width: float, input_layout: str, seed: int) -> torch.nn.Module:
@@ -96,14 +194,11 @@ class EvalResult:
 
 def _load_sets(
     data: EvalData, embeddings: Sequence[tuple[str, Sequence[str | os.PathLike]]],
-    labels: list[str],
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
     """The precomputed sets (name -> split embeddings) and their sources, all checked."""
     loaded: dict[str, dict[str, np.ndarray]] = {}
     sources: dict[str, str] = {}
     for set_name, files in embeddings:
-        if set_name in labels or set_name in loaded:
-            raise ValueError(f"--embeddings: name '{set_name}' is used twice")
         loaded[set_name], sources[set_name] = load_embedding_set(set_name, files, data.ids)
     return loaded, sources
 
@@ -114,15 +209,20 @@ def _load_encoders(paths: Sequence[Path], input_layout: str | None) -> list[torc
 
     encoders = []
     for p in paths:
+        check_encoder_config(p, input_layout)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            encoders.append(load_audio_encoder(p, input_layout=input_layout, map_location="cpu"))
+            try:
+                encoders.append(load_audio_encoder(p, input_layout=input_layout,
+                                                   map_location="cpu"))
+            except ValueError as e:
+                raise encoder_load_error(p, e) from None
         for w in caught:
             note(str(w.message))
     return encoders
 
 
-def _queries(data: EvalData, notes: list[str]) -> Queries | None:
+def _queries(data: EvalData) -> Queries | None:
     """The continuation queries of the dataset's playlists (None without playlists)."""
     if data.playlists is None:
         return None
@@ -131,11 +231,22 @@ def _queries(data: EvalData, notes: list[str]) -> Queries | None:
     if skipped:
         note(f"continuation: {skipped} playlists without known or held-out tracks "
              "in the splits skipped")
-    why = continuation_degenerate(len(data.ids["test"]))
-    if why is not None and known:
-        print(f"warning: {why}", file=sys.stderr)
-        notes.append(why)
     return known, held
+
+
+def _unscored(data: EvalData, queries: Queries | None) -> list[str]:
+    """Why tasks cannot be scored (one sentence each); NothingScorable when none can.
+
+    Each reason is a note, except where the task's file is missing: ``load_eval_data``
+    already said so.
+    """
+    why = not_scored(data, queries)
+    if len(why) == len(applicable_tasks(data, queries)):
+        raise NothingScorable(list(why.values()))
+    for t in TASKS:
+        if t.name in why and task_data(t, data, queries) is not None:
+            note(why[t.name])
+    return list(why.values())
 
 
 def _embed_splits(name: str, enc: torch.nn.Module, data: EvalData, layer: str,
@@ -167,7 +278,7 @@ def _popularity_row(data: EvalData, queries: Queries | None,
             or continuation_degenerate(len(data.ids["test"])) is not None):
         return None
     row = {key: None for key in ROW_KEYS}
-    row["model"] = "popularity"
+    row["model"] = REFERENCE_ROWS[1]
     row.update(popularity_metrics(data.ids["test"], data.popularity, queries[1], K,
                                   PLAYLIST_BATCH, items))
     return row
@@ -195,26 +306,25 @@ def run_evaluation(
     together cover every track of the three splits. Rows come in the order: the given
     models, the embedding sets, "random-init" (only when a model is given, as it copies
     the first model's architecture), "popularity". Raises ValueError/FileNotFoundError
-    for a checkpoint that is missing or not an encoder, or a bad embedding file.
+    for a checkpoint that is missing or not an encoder, or a bad embedding file
+    (ConfigError for names that collide, ``row_names``), and NothingScorable, before
+    any model runs, when the dataset can score no task.
     ``per_item`` keeps each row's per-item arrays in ``EvalResult.items``.
     """
     if not checkpoints and not embeddings:
-        raise ValueError("no models and no embedding files given")
-    labels = model_names(checkpoints, names) if checkpoints else []
+        raise ConfigError("no models and no embedding files given")
+    labels = row_names(checkpoints, names, [n for n, _ in embeddings])
     paths = [resolve_checkpoint(c) for c in checkpoints]
     # Precomputed sets are read (and checked) before any model is run.
-    loaded, sources = _load_sets(data, embeddings, labels)
+    loaded, sources = _load_sets(data, embeddings)
     encoders = _load_encoders(paths, input_layout)
     if encoders:
-        ref_name = "random-init"
-        while ref_name in labels or ref_name in loaded:
-            ref_name += "'"
         first = encoders[0]
         encoders.append(random_init_encoder(first.width, first.input_layout, seed))
-        labels.append(ref_name)
+        labels.append(REFERENCE_ROWS[0])
 
-    notes: list[str] = []
-    queries = _queries(data, notes)
+    queries = _queries(data)
+    notes = _unscored(data, queries)  # before any model runs
     rng = np.random.default_rng(seed)
     n_test = len(data.ids["test"])
     map_index = np.sort(rng.choice(n_test, size=min(map_points, n_test), replace=False))
@@ -239,9 +349,9 @@ def run_evaluation(
     pop_items: dict[str, np.ndarray] = {}
     row = _popularity_row(data, queries, pop_items if per_item else None)
     if row is not None:
-        per["popularity"] = pop_items
+        per[REFERENCE_ROWS[1]] = pop_items
         rows.append(row)
-        details["popularity"] = {"playlists": len(queries[1])}
+        details[REFERENCE_ROWS[1]] = {"playlists": len(queries[1])}
     ckpts = {n: str(p) for n, p in zip(labels, paths)}
     return EvalResult(rows, details, maps, map_index, ckpts, sources, notes,
                       per if per_item else {})

@@ -7,6 +7,10 @@ data in, its column values and details out, or None when it cannot be scored), i
 columns, whether it is optional (left out of the Markdown table when no row has a
 value: only some datasets have it) and its sentences in the legend of results.md.
 The tables, the bar plots and the study's intervals all read the columns from here.
+A task also says, from the data alone, why it cannot be scored on a dataset (its
+``blocker``; ``not_scored`` gathers them): a label probe needs a label with both a
+positive and a negative test track, continuation more than k test tracks and a playlist
+spanning the splits, mood two test tracks of different moods.
 
 Adding a downstream task: load its data in ``evaluation.data`` (an ``EvalData``
 field), write its scoring function, and add one ``Task`` entry; keep its per-item
@@ -21,14 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..layout import CONTINUATION, GENRES, TRACK_TAGS
 from .continuation import (
-    K,
     PLAYLIST_BATCH,
+    K,
     continuation_degenerate,
     continuation_metrics,
     continuation_vote_metrics,
 )
-from .metrics import macro_roc_pr_auc
+from .metrics import macro_roc_pr_auc, scorable_labels
 from .probes import linear_probe, mood_probe
 
 if TYPE_CHECKING:
@@ -43,7 +48,10 @@ __all__ = [
     "TASK_COLUMNS",
     "Task",
     "TaskInput",
+    "applicable_tasks",
     "evaluate_embeddings",
+    "not_scored",
+    "task_data",
 ]
 
 
@@ -73,6 +81,9 @@ class TaskInput:
 
 
 Scores = tuple[dict[str, Any], dict[str, Any]]  # (column values, details)
+Queries = tuple[list[np.ndarray], list[np.ndarray]]
+# Why a task cannot be scored on a dataset (one sentence), or None: (data, queries, k).
+Blocker = Callable[["EvalData", Queries, int], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,7 @@ class Task:
     legend: str  # its text in results.md's legend, wrapped as printed there; joined to
     #              the previous task's with a space, or a line break when it starts with one
     optional: bool = False  # only some datasets have it
+    blocker: Blocker | None = None  # called only when the task's data is there
 
 
 def _probe(inp: TaskInput, parts: dict[str, np.ndarray], task: str) -> dict[str, Any]:
@@ -141,28 +153,69 @@ def score_mood(inp: TaskInput) -> Scores:
     return {"mood_r2": mp["r2"], "mood_spearman": mp["spearman"]}, {}
 
 
+def _labels_blocker(task: str, y_test: np.ndarray, what: str) -> str | None:
+    """A probe's AUCs need a label with a positive and a negative test track."""
+    if scorable_labels(y_test).size:
+        return None
+    if y_test.shape[1] == 0:
+        return f"{task} not scored: the dataset has no {what}"
+    return (f"{task} not scored: none of the {y_test.shape[1]} {what} has both a positive and "
+            f"a negative among the {y_test.shape[0]} test tracks (a label is scored when at "
+            "least one test track has it and one does not: at least 2 test tracks)")
+
+
+def _genre_blocker(data: EvalData, queries: Queries | None, k: int = K) -> str | None:
+    return _labels_blocker("genre", data.genre_y["test"], "major genres")
+
+
+def _tag_blocker(data: EvalData, queries: Queries | None, k: int = K) -> str | None:
+    return _labels_blocker("tagging", data.tag_y["test"], "tags")
+
+
+def _continuation_blocker(task: str) -> Blocker:
+    def blocker(data: EvalData, queries: Queries, k: int = K) -> str | None:
+        why = continuation_degenerate(len(data.ids["test"]), k, task)
+        if why is None and not queries[0]:
+            why = (f"{task} not scored: no playlist of {CONTINUATION} has tracks both in "
+                   "train/val and in test")
+        return why
+
+    return blocker
+
+
+def _mood_blocker(data: EvalData, queries: Queries | None, k: int = K) -> str | None:
+    test = data.mood["test"]
+    if len(test) >= 2 and np.ptp(test) > 0:
+        return None
+    return (f"mood not scored: R^2 needs at least 2 test tracks of different moods; the "
+            f"test split has {len(test)} track(s), all of one mood")
+
+
 TASKS: tuple[Task, ...] = (
     Task("genre", "genre_y", score_genre, ("genre_roc_auc", "genre_pr_auc"),
          # the genre entry describes both probes (tagging is the same probe on tags)
          "Genre and tagging: linear probe (standardised features, logistic regression "
          "one-vs-rest)\ntrained on train+val embeddings, scored on test tracks; ROC-AUC "
          "and PR-AUC (average\nprecision) macro over major genres / the top-50 playlist "
-         "tags."),
-    Task("tagging", "tag_y", score_tags, ("tag_roc_auc", "tag_pr_auc"), ""),
+         "tags.", blocker=_genre_blocker),
+    Task("tagging", "tag_y", score_tags, ("tag_roc_auc", "tag_pr_auc"), "",
+         blocker=_tag_blocker),
     Task("continuation", "queries", score_continuation,
          (f"recall@{K}", "r_precision", f"ndcg@{K}", f"map@{K}"),
          "Continuation: for each\nplaylist with tracks in train/val and in test, all test "
          "tracks ranked by cosine\nsimilarity to the mean of the playlist's known tracks' "
          "normalised embeddings; held-out\ntest tracks scored with Recall@100, "
-         "R-precision, NDCG@100, MAP@100 (mean over playlists)."),
+         "R-precision, NDCG@100, MAP@100 (mean over playlists).",
+         blocker=_continuation_blocker("continuation")),
     Task("continuation_vote", "queries", score_continuation_vote,
          (f"vote_recall@{K}", "vote_r_precision", f"vote_ndcg@{K}", f"vote_map@{K}"),
          "\nvote_*: the same metrics for the second protocol (each known track retrieves "
          "its 100\nmost similar test tracks; candidates ranked by how many known tracks "
-         "retrieved them,\nties by mean similarity)."),
+         "retrieved them,\nties by mean similarity).",
+         blocker=_continuation_blocker("continuation_vote")),
     Task("mood", "mood", score_mood, ("mood_r2", "mood_spearman"),
          "mood (generated corpora only): ridge probe of the generator's\nhidden per-song "
-         "mood, R^2 and Spearman on test tracks.", optional=True),
+         "mood, R^2 and Spearman on test tracks.", optional=True, blocker=_mood_blocker),
 )
 
 TASK_COLUMNS: dict[str, tuple[str, ...]] = {t.name: t.columns for t in TASKS}
@@ -170,6 +223,37 @@ COLUMNS = ("model", *(c for t in TASKS for c in t.columns))
 ROW_KEYS = COLUMNS  # a result row: the model's name and every task's columns
 #: Tasks that only some datasets have: left out of the Markdown table when no row has them.
 OPTIONAL_TASKS = tuple(t.name for t in TASKS if t.optional)
+# The file a task's data comes from, for "the dataset has no ..." (optional tasks: none).
+_SOURCE = {"genre_y": GENRES, "tag_y": TRACK_TAGS, "queries": CONTINUATION}
+
+
+def task_data(task: Task, data: EvalData, queries: Queries | None) -> Any:
+    """The data ``task`` scores with (None: the dataset lacks it)."""
+    return queries if task.needs == "queries" else getattr(data, task.needs)
+
+
+def applicable_tasks(data: EvalData, queries: Queries | None) -> list[str]:
+    """The tasks a report has for this dataset: every task but the optional ones whose
+    data it lacks (mood without a generator's truth)."""
+    return [t.name for t in TASKS
+            if not (t.optional and task_data(t, data, queries) is None)]
+
+
+def not_scored(data: EvalData, queries: Queries | None, k: int = K) -> dict[str, str]:
+    """Why each applicable task cannot be scored on this dataset: task name -> one
+    sentence naming what it lacks. Decided by the data alone (labels, split sizes,
+    playlists), so it is known before any model is run, and holds for every row."""
+    out = {}
+    applicable = applicable_tasks(data, queries)
+    for t in TASKS:
+        if t.name not in applicable:
+            continue
+        if task_data(t, data, queries) is None:
+            out[t.name] = f"{t.name} not scored: the dataset has no {_SOURCE[t.needs]}"
+        elif t.blocker is not None and (why := t.blocker(data, queries, k)):
+            out[t.name] = why
+    return out
+
 
 _REFERENCE_LEGEND = """\
 random-init: untrained encoder of the first model's architecture. popularity: test

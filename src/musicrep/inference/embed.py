@@ -42,10 +42,10 @@ import torch
 from ..audio import (
     AUDIO_EXTENSIONS,
     CROP_FRAMES,
+    FRAME_SIZE,
     HOP_SIZE,
     N_MELS,
     SAMPLE_RATE,
-    FRAME_SIZE,
     AudioError,
     iter_audio_blocks,
     iter_mel_frames,
@@ -60,6 +60,7 @@ __all__ = [
     "CHUNK_SECONDS",
     "DEFAULT_LAYER",
     "LAYERS",
+    "NON_FINITE",
     "PRECISIONS",
     "FileEmbeddings",
     "chunk_frame_blocks",
@@ -69,8 +70,8 @@ __all__ = [
     "encode_chunks",
     "find_audio_files",
     "read_split_ids",
-    "resolve_checkpoint",
     "resolve_bf16",
+    "resolve_checkpoint",
     "track_chunks",
 ]
 
@@ -138,7 +139,14 @@ def track_chunks(frames: np.ndarray, chunk: int = CHUNK_FRAMES) -> tuple[np.ndar
     return chunks.reshape(n, chunk, N_MELS), False
 
 
-CPU_MICRO_BATCH = 32
+# On CPU this CNN runs fastest channels-last in micro-batches of a few chunks, whose
+# activations stay in the caches: batches of 8 encode 1.1-1.6x faster than 32 (bench/README,
+# "Encoding throughput"); GPUs prefer large batches.
+CPU_MICRO_BATCH = 8
+# Why a track or file is left out when the encoder's output for it holds NaN or inf (a
+# mel with NaNs in a dataset, or a model whose outputs overflow): such rows are never
+# written or returned, since every similarity computed from them would be NaN.
+NON_FINITE = "embedding is not finite (NaN or infinite values)"
 
 
 @torch.inference_mode()
@@ -159,8 +167,6 @@ def encode_chunks(
     if layer not in LAYERS:
         raise ValueError(f"layer must be one of {LAYERS}, got {layer!r}")
     device = torch.device(device)
-    # On CPU this CNN runs ~2.5x faster channels-last in micro-batches of 32 than in
-    # contiguous batches of 128+ (cache-sized activations); GPUs prefer large batches.
     step = batch_size if device.type == "cuda" else min(batch_size, CPU_MICRO_BATCH)
     encoder.to(memory_format=torch.channels_last)
     outs = []
@@ -268,6 +274,7 @@ def embed_hdf5(
     keep_chunks: bool = False,
     progress: bool = True,
     precision: str = "auto",
+    skipped: list[dict[str, Any]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Embed every track of a split file (``dataset/data`` (N, F, 48)).
 
@@ -277,6 +284,11 @@ def embed_hdf5(
     the embeddings are one row per chunk and "file_index" (rows,) int64 gives each
     row's track position in ``ids``. Tracks are read ``batch_size // chunks-per-track``
     at a time, so memory does not grow with N (beyond the result).
+
+    A track whose embedding is not finite (NaN in its mel, say) is never returned as a
+    row: with ``skipped`` None this raises ValueError naming the split and the track
+    ids; with a list, those tracks are left out of the result (``ids`` included) and
+    ``{"id", "reason"}`` is appended to it for each.
     """
     from tqdm import tqdm
 
@@ -297,27 +309,51 @@ def embed_hdf5(
                 yield from block
 
         result: np.ndarray | None = None
-        file_index: list[np.ndarray] = []
         chunk_rows: list[np.ndarray] = []
+        bad: list[int] = []  # positions of tracks whose embedding is not finite
         stream = embed_stream(encoder, tracks(), layer, device, batch_size, keep_chunks, bf16)
         bar = tqdm(stream, total=n, desc=f"embed {path.name}", unit="track", disable=not progress)
         for i, emb in enumerate(bar):
+            if not np.isfinite(emb).all():
+                bad.append(i)
             if keep_chunks:
                 chunk_rows.append(emb)
-                file_index.append(np.full(len(emb), i, dtype=np.int64))
                 continue
             if result is None:
                 result = np.empty((n, emb.shape[-1]), dtype=np.float32)
             result[i] = emb
+    keep = _drop_non_finite(path, ids, bad, skipped)
+    ids = ids[keep]
+    dim = _output_dim(encoder, layer)
     if keep_chunks:
-        if not chunk_rows:
-            empty = np.zeros((0, _output_dim(encoder, layer)), np.float32)
+        kept = [chunk_rows[i] for i in np.flatnonzero(keep)]
+        if not kept:
+            empty = np.zeros((0, dim), np.float32)
             return {"ids": ids, "embeddings": empty, "file_index": np.zeros(0, np.int64)}
-        return {"ids": ids, "embeddings": np.concatenate(chunk_rows),
-                "file_index": np.concatenate(file_index)}
+        return {"ids": ids, "embeddings": np.concatenate(kept),
+                "file_index": np.concatenate([np.full(len(x), j, dtype=np.int64)
+                                              for j, x in enumerate(kept)])}
     if result is None:
-        result = np.zeros((0, _output_dim(encoder, layer)), dtype=np.float32)
-    return {"ids": ids, "embeddings": result}
+        result = np.zeros((0, dim), dtype=np.float32)
+    # (A full-dataset result is large: copied only when rows were dropped.)
+    return {"ids": ids, "embeddings": result if keep.all() else result[keep]}
+
+
+def _drop_non_finite(path: Path, ids: np.ndarray, bad: list[int],
+                     skipped: list[dict[str, Any]] | None) -> np.ndarray:
+    """(N,) bool: the tracks to keep. Non-finite ones raise (``skipped`` None) or are
+    listed in ``skipped``, so no NaN row ever reaches an embedding file."""
+    keep = np.ones(len(ids), dtype=bool)
+    if not bad:
+        return keep
+    if skipped is None:
+        shown = ", ".join(str(int(ids[i])) for i in bad[:10])
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise ValueError(f"{path}: {NON_FINITE} for {len(bad)} of {len(ids)} tracks "
+                         f"(ids {shown}{more}; NaN in dataset/data?)")
+    keep[bad] = False
+    skipped.extend({"id": int(ids[i]), "reason": NON_FINITE} for i in bad)
+    return keep
 
 
 def find_audio_files(
@@ -384,10 +420,11 @@ def embed_files(
         on_problem: called as (kind, message) for each "skipped" or "padded" file.
         precision: "auto", "fp32" or "bf16".
 
-    Unreadable, empty and shorter-than-one-frame files are skipped and listed in
-    ``skipped`` with the reason; files shorter than 256 frames are padded (see
-    ``track_chunks``) and listed in ``padded``. Memory holds one decoding block, one
-    batch and the result, whatever the files' durations.
+    Unreadable, empty and shorter-than-one-frame files, and files whose embedding is
+    not finite (``NON_FINITE``), are skipped and listed in ``skipped`` with the reason;
+    files shorter than 256 frames are padded (see ``track_chunks``) and listed in
+    ``padded``. Memory holds one decoding block, one batch and the result, whatever
+    the files' durations.
     """
     files = [Path(p) for p in files]
     bf16 = resolve_bf16(precision, device)
@@ -404,6 +441,10 @@ def embed_files(
         else:
             sums[i] = sums.get(i, 0.0) + out.sum(axis=0, dtype=np.float64)
             counts[i] = counts.get(i, 0) + len(out)
+    for i in sorted((set(rows) | set(counts)) - log.failed):
+        outputs = rows[i] if keep_chunks else [sums[i]]
+        if not all(np.isfinite(o).all() for o in outputs):
+            log.skip(i, files[i], NON_FINITE)
     done = [i for i in range(len(files)) if i not in log.failed and (i in rows or i in counts)]
     ok = [str(files[i]) for i in done]
     dim = _output_dim(encoder, layer)
@@ -428,7 +469,7 @@ class _ProblemLog:
     padded: list[dict] = field(default_factory=list)
     failed: set[int] = field(default_factory=set)
 
-    def skip(self, i: int, p: Path, e: AudioError) -> None:
+    def skip(self, i: int, p: Path, e: AudioError | str) -> None:
         reason = str(e)
         reason = reason[len(str(p)) + 2 :] if reason.startswith(f"{p}: ") else reason
         self.skipped.append({"path": str(p), "reason": reason})

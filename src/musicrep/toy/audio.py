@@ -38,11 +38,10 @@ from __future__ import annotations
 
 import csv
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..data.importer import LEVEL_SEP, LIST_SEP
+from ..data.importer import LEVEL_SEP, LIST_SEP, bounded_map, stop_pool, worker_pool
 from ..io import write_json
 from ..layout import GENERATED_MARKER, TRUTH_FILE
 from .audio_catalog import FORMATS, SAMPLE_RATES, make_catalog, make_genres, make_playlists
@@ -65,7 +64,10 @@ def make_toy_audio(out: Path, tracks: int = 500, playlists: int | None = None,
             FileExistsError unless `force`.
         tracks: number of tracks (>= 10); playlists: number of playlists (default
             tracks // 2, at least 3); seconds: track length; n_major: major genres
-            (2-8); seed: the one seed; workers: rendering processes.
+            (2-8); seed: the one seed; workers: rendering processes, at most the
+            usable CPUs and the tracks (a note on stderr when fewer than asked).
+    Raises ValueError for bad arguments, ConfigError for an `out` that cannot be
+    written, OSError (naming `out`) when writing fails.
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -114,20 +116,20 @@ def _check_args(tracks: int, playlists: int, seconds: float, seed: int) -> None:
 
 
 def _render_all(jobs: list[tuple], workers: int, progress: bool) -> None:
-    """Run every write_track job, in `workers` processes when more than one."""
+    """Run every write_track job, in up to `workers` processes (bounded by the CPUs and
+    the jobs; they die with this process, and Ctrl-C or an error stops them at once)."""
     from tqdm import tqdm
 
+    pool, n = worker_pool(workers, len(jobs))
+    finished = False
     bar = tqdm(total=len(jobs), desc="render", unit="track", disable=not progress)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            for fut in [pool.submit(write_track, *j) for j in jobs]:
-                fut.result()
-                bar.update(1)
-    else:
-        for j in jobs:
-            write_track(*j)
+    try:
+        for _ in bounded_map(pool, write_track, jobs, limit=4 * n):
             bar.update(1)
-    bar.close()
+        finished = True
+    finally:
+        bar.close()
+        stop_pool(pool, finished)
 
 
 def _truth_json(cat: list[dict], plist: list[dict], genres: list[dict]) -> dict[str, Any]:

@@ -197,4 +197,10 @@ def write_track(track: dict, genres: list[dict], seconds: float, seed: int, path
     y = render_track(track, genres, seconds, seed)
     fmt = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}
     container, subtype = fmt[track["format"]]
-    sf.write(path, y, track["sr"], format=container, subtype=subtype)
+    try:
+        sf.write(path, y, track["sr"], format=container, subtype=subtype)
+    except sf.SoundFileError as e:  # libsndfile keeps no errno: a system error is a failed
+        # write (disk full), as an OSError naming the file (it is not the input's fault)
+        why = str(e).strip().rstrip(".") or "system error"
+        raise OSError(None, f"cannot write the audio file ({why}): is the disk full?",
+                      str(path)) from None

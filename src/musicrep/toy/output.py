@@ -1,5 +1,7 @@
 """Writing a generated corpus so that its directory is never half-written: it is built
-in a temporary sibling and renamed into place when complete."""
+in a temporary sibling and renamed into place when complete; a place that cannot be
+written is refused before any work, and a write that fails (disk full) names the
+output."""
 
 from __future__ import annotations
 
@@ -10,12 +12,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import ConfigError
+from ..io import naming_os_errors, write_error
+
 
 def check_out(out: Path, force: bool, hint: str) -> None:
-    """Refuse an `out` that exists and is not empty unless `force`; `hint` says how to
-    force (the message ends "(<hint> to replace it)")."""
+    """Refuse an `out` that exists and is not empty unless `force` (FileExistsError;
+    `hint` says how to force: the message ends "(<hint> to replace it)"), and one whose
+    parent (created if missing) cannot be written (ConfigError)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise FileExistsError(f"{out} exists and is not empty ({hint} to replace it)")
+    err = write_error(out.parent)
+    if err is not None:
+        raise ConfigError(f"{out}: cannot be written ({out.parent}: {err.strerror or err})")
 
 
 @contextmanager
@@ -24,7 +33,8 @@ def building(out: Path) -> Iterator[Path]:
     when the block completes, removed when it fails (Ctrl-C included)."""
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
     try:
-        yield tmp
+        with naming_os_errors(out, tmp):  # a failed write names the output, not tmp
+            yield tmp
         _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -365,7 +365,7 @@ def test_cli_reports_bad_input_in_one_line(make_melon, tmp_path):
     (root / "train.json").write_text("[{")
     r = _run("scripts/create_dataset.py", "--melon-dir", str(root), "--out-dir", str(tmp_path / "o"))
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert r.stderr.strip().splitlines()[-1].startswith("create_dataset: error: ")
     assert "train.json: not valid JSON" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o" / "manifest.json").exists()
 

@@ -170,7 +170,8 @@ def test_evaluate_rejects_non_encoder(eval_dataset, tmp_path, capsys) -> None:
     rc = main(["--dataset", str(eval_dataset), "--models", str(bogus), "--out",
                str(tmp_path / "r"), "--quiet"])
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-    assert rc == 2 and len(err) == 1 and err[0].startswith("error:") and "cf_encoder.pt" in err[0]
+    assert rc == 2 and len(err) == 1 and "cf_encoder.pt" in err[0]
+    assert err[0].startswith("evaluate.py: error:")
     rc = main(["--dataset", str(tmp_path / "nowhere"), "--models", str(bogus), "--quiet"])
     assert rc == 2
 

@@ -144,15 +144,17 @@ def test_hear_api_shapes_dtypes_and_short_sounds(random_model):
     assert model.scene_embedding_size == model.timestamp_embedding_size == 128
     audio = torch.from_numpy(np.stack([_song(9.0, 16000, seed=s) for s in range(3)]))
     emb, ts = hear.get_timestamp_embeddings(audio, model)
-    assert emb.shape == (3, 2, 128) and emb.dtype == torch.float32
-    assert ts.shape == (3, 2) and ts.dtype == torch.float32
-    assert torch.allclose(ts[0], torch.tensor([2048.0, 6144.0]))  # chunk centres, ms
+    assert emb.shape == (3, 181, 128) and emb.dtype == torch.float32  # every 50 ms, 0 to 9 s
+    assert ts.shape == (3, 181) and ts.dtype == torch.float32
+    assert torch.allclose(ts[0], 50.0 * torch.arange(181, dtype=torch.float32))
     scene = hear.get_scene_embeddings(audio, model)
-    assert scene.shape == (3, 128) and torch.allclose(scene, emb.mean(1))
+    enc = load_encoder(str(random_model), device="cpu")
+    expected = torch.from_numpy(np.stack([enc.embed(a.numpy(), 16000) for a in audio]))
+    assert scene.shape == (3, 128) and torch.allclose(scene, expected, atol=1e-5)
     short = torch.from_numpy(np.stack([_song(0.5, 16000, seed=s) for s in range(2)]))
     emb, ts = hear.get_timestamp_embeddings(short, model)
-    assert emb.shape == (2, 1, 128) and torch.isfinite(emb).all()
-    assert torch.allclose(ts, torch.full((2, 1), 250.0))  # centre of the real 0.5 s
+    assert emb.shape == (2, 11, 128) and torch.isfinite(emb).all()
+    assert torch.allclose(ts, 50.0 * torch.arange(11, dtype=torch.float32).expand(2, 11))
     assert hear.get_scene_embeddings(short, model).shape == (2, 128)
 
 
@@ -165,4 +167,4 @@ def test_readme_hear_example_runs(monkeypatch, tmp_path):
         warnings.simplefilter("ignore", GeneratedDataWarning)
         exec(code, scope)
     assert tuple(scope["scene"].shape) == (2, 128)
-    assert tuple(scope["emb"].shape) == (2, 2, 128) and tuple(scope["ts"].shape) == (2, 2)
+    assert tuple(scope["emb"].shape) == (2, 41, 128) and tuple(scope["ts"].shape) == (2, 41)
