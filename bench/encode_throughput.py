@@ -94,7 +94,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                    help="cpu: this process's CPU seconds (with --threads 1 on a loaded machine)")
-    p.add_argument("--reps", type=int, default=20, help="timed batches for the ceiling")
+    p.add_argument("--reps", type=int, default=20, help="timed batches of 32 chunks for the ceiling")
+    p.add_argument("--micro-batches", default="4,8,32",
+                   help="CPU micro-batch sizes for the CNN-alone ceiling (embed.CPU_MICRO_BATCH is added)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     if args.threads:
@@ -127,8 +129,9 @@ def main() -> None:
             a, b = emb[False], emb[True]
             cos.append(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))))
 
-    # encode.py's CPU micro-batch, and a smaller one (a 30 s file is 7 chunks)
-    ceils = {b: ceiling(encoder, clock, args.reps * CPU_MICRO_BATCH // b, b) for b in (CPU_MICRO_BATCH, 8)}
+    # the CNN alone at encode.py's CPU micro-batch and the others given (a 30 s file is 7 chunks)
+    sizes = sorted({CPU_MICRO_BATCH, *(int(b) for b in args.micro_batches.split(","))})
+    ceils = {b: ceiling(encoder, clock, max(1, args.reps * 32 // b), b) for b in sizes}
     peak = {bf16: matmul_peak(torch.bfloat16 if bf16 else torch.float32, clock=clock)
             for bf16 in (False, True)}
     fwd = cnn_flops(args.width)
