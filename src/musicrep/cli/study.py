@@ -5,6 +5,7 @@
     python scripts/study.py --study-dir runs/study --report-only      # tables from finished runs
     python scripts/study.py --study-dir runs/study --plan-only        # the plan and its estimate
     python scripts/study.py --reanalyse reports/study/results.json    # seed-level tests, no training
+    python scripts/study.py --checks DATA_DIR [--checks-json FILE]    # view checks, no training
 
 A thin command line over musicrep.study (the pipeline, its files and the report are
 described there). Exit codes: 0 done, 2 bad input or study directory (one line on
@@ -23,7 +24,7 @@ from ..study.directory import Layout, log
 from ..study.pipeline import run_study
 from ..study.plan import FULL, SMOKE, describe, load_plan
 from ..study.report import POPULARITY_TAGS, load_results, reanalyse_results, write_report
-from .common import Parser, os_error_line
+from .common import Parser, os_error_line, refuse_inputs_as_output
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --reanalyse: regenerate the study's corpus (short mels, about a minute) "
                    f"in DIR and score the popularity oracle on tags ({POPULARITY_TAGS} beside "
                    "results.json)")
+    p.add_argument("--checks", default=None, metavar="DATASET_DIR",
+                   help="manipulation checks of a created dataset of a generated corpus, no "
+                   "training (seconds): true genre (ROC-AUC) and hidden mood (R^2) probed from "
+                   "the CF vectors and from the genre metadata, overall, per popularity tercile "
+                   "and for niche genres; prints a table")
+    p.add_argument("--truth", default=None, metavar="FILE",
+                   help="with --checks: the corpus's generated_truth.json (default: found "
+                   "through the dataset's manifest)")
+    p.add_argument("--checks-json", default=None, metavar="FILE",
+                   help="with --checks: also write the values as JSON to FILE")
     p.add_argument("--device", default="auto", help="evaluation device (training: config 'auto')")
     p.add_argument("--quiet", action="store_true", help="no progress bars while embedding")
     return p
@@ -60,10 +71,31 @@ def reanalyse(a: argparse.Namespace) -> None:
     reanalyse_results(path, Path(a.reading) if a.reading else None)
 
 
+def checks(a: argparse.Namespace) -> None:
+    """--checks: the table on stdout, the values in --checks-json when asked."""
+    from ..study.checks import format_checks, run_checks
+
+    dataset, out = Path(a.checks), Path(a.checks_json) if a.checks_json else None
+    if out is not None:  # before the work, and again once the truth file is found
+        inputs = [dataset, *(dataset.iterdir() if dataset.is_dir() else ())]
+        refuse_inputs_as_output(out, inputs + ([Path(a.truth)] if a.truth else []),
+                                "--checks-json")
+    result = run_checks(dataset, a.truth)
+    if out is not None:
+        refuse_inputs_as_output(out, [Path(result["truth"])], "--checks-json")
+        write_json(out, result)
+    print(format_checks(result))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the study (or only its plan, report or re-analysis); returns the exit code."""
+    """Run the study (or only its plan, report, re-analysis or checks); returns the exit code."""
     parser = build_parser()
     a = parser.parse_args(argv)
+    if a.checks and (a.smoke or a.report_only or a.plan_only or a.publish or a.reanalyse):
+        parser.error("--checks reads a dataset alone: leave out --smoke, --report-only, "
+                     "--plan-only, --publish and --reanalyse")
+    if (a.truth or a.checks_json) and not a.checks:
+        parser.error("--truth and --checks-json go with --checks")
     if a.reanalyse and (a.smoke or a.report_only or a.plan_only or a.publish):
         parser.error("--reanalyse works on a results.json alone: leave out --smoke, "
                      "--report-only, --plan-only and --publish")
@@ -74,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     layout = Layout(Path(a.study_dir))
     plan = SMOKE if a.smoke else FULL
     try:
+        if a.checks:
+            checks(a)
+            return 0
         if a.reanalyse:
             reanalyse(a)
             return 0

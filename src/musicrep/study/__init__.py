@@ -10,6 +10,8 @@ intervals and paired comparisons. Where each part lives:
     analysis.py    the finished runs collected; intervals and paired differences; the
                    re-analysis (seed-level tests, Holm over the reading's claims, margins)
     stats.py       the bootstrap on per-item results; seed-level t-test, TOST, Holm
+    checks.py      manipulation checks of a generated corpus from the view inputs alone
+                   (CF and genre metadata -> true genre, mood), no training
     report.py      results.md/.csv/.json, reanalysis.md/.json, plots, the published copy,
                    the reading; --reanalyse rebuilds them from a results.json alone
 

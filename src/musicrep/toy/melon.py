@@ -27,6 +27,20 @@ What makes it useful rather than just well-formed is the structure planted in it
   derived from the theme. Hence playlist co-occurrence (CF) carries genre *and* mood,
   while the genre metadata carries genre only.
 
+Presets (``preset``, :data:`~musicrep.toy.world.MELON_PRESETS`) change only the
+playlists and the genre metadata; the catalogue, the mels, the mood and the popularity
+ranking are the same draws in all of them. ``G0`` (the default) is the corpus described
+above, byte for byte: every playlist is genre-gated, so CF carries genre for every
+track and the views nest. ``G1`` themes most playlists on a mood alone, gives
+popularity a heavier tail with a few niche genres at its bottom and puts a song no
+playlist picked into a random playlist: CF is rich for popular tracks and close to
+noise for the long tail, while the genre metadata still covers every track. ``G2`` is
+G1 with a wrong major genre in ``song_meta.json`` for about 20 % of the artists; the
+audio and the playlists follow the true genre, which the truth file keeps
+(``song_major_genres``). The truth file of G1 and G2 also names the preset's settings
+(``preset``), the niche genres (``niche_major_genres``) and the metadata errors
+(``metadata_errors``: the changed artists and songs); G0's is unchanged.
+
 Unlike the real val/test files, val.json and test.json keep every playlist's songs
 and tags complete (no masking): the pipeline builds its CF matrix from all playlists.
 
@@ -53,6 +67,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +76,20 @@ import numpy as np
 from ..audio import N_MELS
 from ..data.melon import GENRE_NAMES, PLAYLIST_FILES, SONG_META
 from ..layout import GENERATED_MARKER, TRUTH_FILE
-from .melon_catalog import genre_code, genre_table, make_catalog, make_genres
+from .melon_catalog import (genre_code, genre_table, make_catalog, make_genres,
+                            misgenre_artists, preset_popularity)
 from .melon_mels import pick_defects, write_mels
 from .melon_playlists import make_playlists
 from .output import building, check_out
-from .world import MelonSalt, seeded_rng
+from .world import DEFAULT_PRESET, MelonPreset, MelonSalt, melon_preset, seeded_rng
 
 GENERATOR = "musicrep.toy.melon.make_toy_melon"
 
 
 def make_toy_melon(out: Path, songs: int = 2000, playlists: int = 1000, frames: int = 1876,
                    n_major: int = 8, seed: int = 0, defects: bool = False,
-                   mel_dtype: Any = np.float32, *, force: bool = False) -> dict[str, Any]:
+                   mel_dtype: Any = np.float32, *, force: bool = False,
+                   preset: str = DEFAULT_PRESET) -> dict[str, Any]:
     """Write a Melon-layout corpus with planted structure to `out`; return a summary.
 
     The corpus is built in a temporary sibling directory and renamed to `out` at the
@@ -83,17 +100,21 @@ def make_toy_melon(out: Path, songs: int = 2000, playlists: int = 1000, frames: 
     ``n_major``, ``n_detail``, ``frames``, ``songs_in_playlists``, ...), ``defects``
     (defect kind -> sorted song ids; every kind present, empty lists when
     ``defects=False``) and ``truth`` (the hidden per-song major genre and mood and the
-    playlist themes; also written to ``generated_truth.json``).
+    playlist themes; also written to ``generated_truth.json``). `preset` (G0, G1, G2; see
+    the module docstring) changes only the playlists and the genre metadata.
     """
     t0 = time.perf_counter()
     out = Path(out)
     _check_args(songs, playlists, frames, n_major, seed)
+    pre = melon_preset(preset)
     check_out(out, force, "pass force=True")
     out.parent.mkdir(parents=True, exist_ok=True)
 
     genres = make_genres(n_major, seed)
     cat = make_catalog(songs, genres, seed)
-    plist, themes = make_playlists(playlists, cat, genres, seed)
+    niche = preset_popularity(cat, n_major, pre)
+    errors = misgenre_artists(cat, genres, pre.artist_genre_error_rate, seed)
+    plist, themes = make_playlists(playlists, cat, genres, seed, pre)
     bad = pick_defects(songs, seed, defects)
     for i in bad["empty_genre"]:
         cat["meta"][i]["song_gn_gnr_basket"] = []
@@ -103,15 +124,22 @@ def make_toy_melon(out: Path, songs: int = 2000, playlists: int = 1000, frames: 
     generator = {"generator": GENERATOR, "seed": seed, "songs": songs,
                  "playlists": playlists, "frames": frames, "n_major": n_major,
                  "defects": defects, "mel_dtype": np.dtype(mel_dtype).name}
+    if preset != DEFAULT_PRESET:  # G0's record stays as it was before presets existed
+        generator["preset"] = preset
+    extra = _preset_truth(cat, pre, niche, errors) if preset != DEFAULT_PRESET else {}
     with building(out) as tmp:
         for name in PLAYLIST_FILES:  # train.json, val.json, test.json
             _dump_json(tmp / name, [plist[p] for p in split_idx[Path(name).stem]])
         _dump_json(tmp / SONG_META, cat["meta"])
         _dump_json(tmp / GENRE_NAMES, genre_table(genres))
         _dump_json(tmp / GENERATED_MARKER, generator)
-        _dump_json(tmp / TRUTH_FILE, _truth_json(cat, themes, plist, generator))
+        _dump_json(tmp / TRUTH_FILE, _truth_json(cat, themes, plist, generator) | extra)
         write_mels(tmp, frames, seed, cat, genres, bad, mel_dtype)
-    return _summary(out, seed, frames, genres, cat, plist, themes, split_idx, bad, t0)
+    summary = _summary(out, seed, frames, genres, cat, plist, themes, split_idx, bad, t0)
+    summary["preset"] = preset
+    summary["truth"] |= {"niche_majors": niche,
+                         "wrong_genre_artists": {a: w for a, (_, w) in errors.items()}}
+    return summary
 
 
 def _check_args(songs: int, playlists: int, frames: int, n_major: int, seed: int) -> None:
@@ -153,6 +181,23 @@ def _truth_json(cat: dict[str, Any], themes: list[dict[str, Any]], plist: list[d
         "playlist_themes": {str(pl["id"]): {"major_genres": [genre_code(k) for k in th["majors"]],
                                             "mood": round(th["mood"], 4)}
                             for pl, th in zip(plist, themes)},
+    }
+
+
+def _preset_truth(cat: dict[str, Any], preset: MelonPreset, niche: list[int],
+                  errors: dict[int, tuple[int, int]]) -> dict[str, Any]:
+    """The truth file's entries of a preset other than G0: its settings, the niche
+    genres and, when the metadata has errors, which artists and songs it misnames."""
+    wrong_songs = [i for i, a in enumerate(cat["song_artist"]) if int(a) in errors]
+    return {
+        "preset": asdict(preset),
+        "niche_major_genres": [genre_code(k) for k in niche],
+        "metadata_errors": {
+            "artist_rate": preset.artist_genre_error_rate,
+            "artists": {str(a): {"true": genre_code(g), "written": genre_code(w)}
+                        for a, (g, w) in sorted(errors.items())},
+            "songs": wrong_songs,
+        },
     }
 
 

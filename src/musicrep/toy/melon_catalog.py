@@ -1,18 +1,22 @@
 """The Melon corpus's catalogue: its genres (names, codes and the hidden audio parameters
 of every genre) and its artists -> albums -> songs, with genres, hidden mood and
-popularity. Everything the mels and playlists are later drawn from."""
+popularity. Everything the mels and playlists are later drawn from. A preset
+(:class:`~musicrep.toy.world.MelonPreset`) may then reshape the popularity over the same
+ranking (niche genres, a heavier tail) and write wrong genres for some artists into the
+metadata; the catalogue's own draws never change with the preset."""
 
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..audio import N_MELS
 from .world import (MELON_GENRES, MELON_SYLLABLES, MELON_WORDS_ADJ, MELON_WORDS_NOUN,
-                    MOOD_CENTER_SPREAD, SECOND_MAJOR_RATE, MelonSalt, genre_popularity,
-                    seeded_rng, zipf_popularity)
+                    MOOD_CENTER_SPREAD, SECOND_MAJOR_RATE, ZIPF_EXPONENT, MelonPreset,
+                    MelonSalt, genre_popularity, seeded_rng, zipf_popularity)
 
 
 def genre_code(major: int, detail: int = 0) -> str:
@@ -188,4 +192,71 @@ def make_catalog(songs: int, genres: dict[str, Any], seed: int) -> dict[str, Any
     rank = rng.permutation(songs)
     pop = zipf_popularity(rank)
     return {"meta": meta, "majors": majors_of, "details": details_of, "mood": mood,
-            "pop": pop}
+            "pop": pop, "rank": rank, "artist_major": a_major, "song_artist": s_artist}
+
+
+# ------------------------------------------------------------------ preset changes
+
+
+def niche_majors(song_major: Sequence[Any], majors: Sequence[Any], count: int) -> list[Any]:
+    """The `count` niche genres: those of `majors` with the fewest songs whose primary
+    major is theirs (`song_major`, one per song), ties to the later genre. At least one
+    genre always stays mainstream. Works on indices or codes alike, so the checks
+    (musicrep.study.checks) find the same genres from the truth file of any preset."""
+    count = max(0, min(count, len(majors) - 1))
+    n = {g: 0 for g in majors}
+    for g in song_major:
+        if g in n:
+            n[g] += 1
+    order = sorted(range(len(majors)), key=lambda j: (n[majors[j]], -j))
+    return sorted((majors[j] for j in order[:count]), key=list(majors).index)
+
+
+def preset_popularity(cat: dict[str, Any], n_major: int, preset: MelonPreset) -> list[int]:
+    """Reshape `cat`'s popularity for `preset` (in place) and return the niche genres.
+
+    The ranking is the catalogue's own draw: songs of the niche genres are moved to its
+    bottom, each group keeping its drawn order, and the Zipf exponent is the preset's.
+    G0 leaves the popularity exactly as drawn."""
+    primary = [mj[0] for mj in cat["majors"]]
+    niche = niche_majors(primary, list(range(n_major)), preset.niche_majors)
+    if not niche and preset.zipf_exponent == ZIPF_EXPONENT:
+        return []
+    is_niche = np.isin(primary, niche)
+    order = np.lexsort((cat["rank"], is_niche))  # mainstream first, by the drawn rank
+    rank = np.empty(len(primary), dtype=np.int64)
+    rank[order] = np.arange(len(primary))
+    cat["rank"] = rank
+    cat["pop"] = zipf_popularity(rank, preset.zipf_exponent)
+    return niche
+
+
+def misgenre_artists(cat: dict[str, Any], genres: dict[str, Any], rate: float,
+                     seed: int) -> dict[int, tuple[int, int]]:
+    """Write a wrong major genre into song_meta for a share `rate` of the artists (in
+    place): every song whose main artist is one of them names the wrong major (and one
+    of its detail genres) instead of the true one. The true genres (`cat["majors"]`,
+    `cat["details"]`: the audio and the playlists) are untouched. Drawn from the
+    METADATA stream. Returns {artist id: (true major, written major)}."""
+    n_major = len(genres["majors"])
+    a_major = cat["artist_major"]
+    if rate <= 0 or n_major < 2:
+        return {}
+    rng = seeded_rng(seed, MelonSalt.METADATA)
+    n_artists = len(a_major)
+    chosen = np.sort(rng.choice(n_artists, size=round(rate * n_artists), replace=False))
+    wrong: dict[int, tuple[int, int, int]] = {}  # artist -> (true, written major, detail)
+    for a in chosen:
+        g = int(a_major[a])
+        w = int(rng.choice([k for k in range(n_major) if k != g]))
+        wrong[int(a)] = (g, w, int(rng.integers(1, len(genres["majors"][w]["details"]) + 1)))
+    for i, song in enumerate(cat["meta"]):
+        a = int(cat["song_artist"][i])
+        if a not in wrong:
+            continue
+        g, w, dw = wrong[a]
+        majors = list(dict.fromkeys(w if k == g else k for k in cat["majors"][i]))
+        details = list(dict.fromkeys((w, dw) if k == g else (k, d) for k, d in cat["details"][i]))
+        song["song_gn_gnr_basket"] = [genre_code(k) for k in majors]
+        song["song_gn_dtl_gnr_basket"] = [genre_code(k, d) for k, d in details]
+    return {a: (g, w) for a, (g, w, _) in wrong.items()}

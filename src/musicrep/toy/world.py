@@ -1,6 +1,6 @@
 """The planted world both generators draw from: genre and tag vocabularies, the shared
 rates of the planted structure (second genres, noise songs, borrowed grooves, ...), mood
-words, popularity skews and the seeded random streams.
+words, popularity skews, the seeded random streams and the Melon corpus's presets.
 
 Two generators use it: the Melon-layout corpus (:mod:`musicrep.toy.melon`, mels) and the
 audio collection (:mod:`musicrep.toy.audio`, sound). Where their vocabularies differ,
@@ -9,6 +9,8 @@ length and order feeds the random draws, so merging them would change both corpo
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,6 +29,7 @@ class MelonSalt:
     """Salts of the Melon-layout generator (toy.melon_*)."""
 
     GENRE, CATALOG, PLAYLIST, DEFECT, MEL = 11, 23, 37, 41, 53
+    METADATA = 59  # the genre-metadata errors of a preset (G2); no other preset draws it
 
 
 class AudioSalt:
@@ -60,9 +63,65 @@ def genre_popularity(n_major: int, rng: np.random.Generator) -> np.ndarray:
     return weights
 
 
-def zipf_popularity(rank: np.ndarray | float) -> np.ndarray | float:
+def zipf_popularity(rank: np.ndarray | float, exponent: float = ZIPF_EXPONENT
+                    ) -> np.ndarray | float:
     """Popularity of the song(s) at `rank` (0 = most popular); a scalar or an array."""
-    return 1.0 / (rank + 1.0) ** ZIPF_EXPONENT
+    return 1.0 / (rank + 1.0) ** exponent
+
+
+# ---------------------------------------------------------- presets of the Melon corpus
+
+
+@dataclass(frozen=True)
+class MelonPreset:
+    """What one preset of the Melon corpus changes: only the playlists and the genre
+    metadata. The catalogue (artists, albums, songs, true genres), the mels, the hidden
+    mood and the popularity *ranking* are the same draws in every preset (their random
+    streams never see these settings).
+
+    G0 is the corpus as first built: every playlist genre-gated, so CF carries genre
+    for every track and the views nest. G1 breaks the nesting the way the paper
+    describes real data: most playlists are themed on a mood alone, popularity has a
+    heavier tail, a few niche genres sit at its bottom (and few playlists are about
+    them), and a song no playlist picked is put into a random one. So CF is close to
+    noise for the long tail's genre, while the genre metadata still covers every track.
+    G2 adds artist-level errors to the genre metadata (the audio and the playlists
+    follow the true genre)."""
+
+    name: str
+    #: Share of playlists themed on 1-2 major genres and a mood; the rest on a mood alone.
+    genre_gated_rate: float = 1.0
+    #: Zipf exponent of song popularity over the (same) random ranking.
+    zipf_exponent: float = ZIPF_EXPONENT
+    #: How a song no playlist picked gets a place: "fitting" (a playlist of its genre and
+    #: mood) or "random" (any playlist with room).
+    orphans: str = "fitting"
+    #: Major genres (the smallest by songs) whose songs take the bottom popularity ranks.
+    niche_majors: int = 0
+    #: How a genre-gated playlist picks its theme genres: by the genre weights of the
+    #: catalogue (False), or by each genre's share of the popularity of the songs whose
+    #: main genre it is (True: few playlists are about a genre few people listen to).
+    themes_follow_popularity: bool = False
+    #: Share of artists whose songs get a wrong major genre in song_meta.json.
+    artist_genre_error_rate: float = 0.0
+
+
+MELON_PRESETS: dict[str, MelonPreset] = {
+    "G0": MelonPreset("G0"),
+    "G1": MelonPreset("G1", genre_gated_rate=0.30, zipf_exponent=1.1, orphans="random",
+                      niche_majors=2, themes_follow_popularity=True),
+    "G2": MelonPreset("G2", genre_gated_rate=0.30, zipf_exponent=1.1, orphans="random",
+                      niche_majors=2, themes_follow_popularity=True,
+                      artist_genre_error_rate=0.2),
+}
+DEFAULT_PRESET = "G0"
+
+
+def melon_preset(name: str) -> MelonPreset:
+    """The preset called `name` (ValueError naming the valid ones otherwise)."""
+    if name not in MELON_PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(MELON_PRESETS)}, got {name!r}")
+    return MELON_PRESETS[name]
 
 
 def mood_word(m: float) -> str:

@@ -25,6 +25,8 @@ from tests.helpers.training import tiny, train_straight_and_resumed
 
 AUTHORS = REPO / "tests" / "data" / "authors_configs"
 TAG_CONFIGS = {"contrastive_tags": "single_train.py", "contrastive_MF_gnr_tags": "train.py"}
+# The mechanism study's (reports/mechanism/PLAN.md): the paper's views without the cf-genre term.
+MECHANISM_CONFIGS = {"contrastive_MF_gnr_2term": "train.py"}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,7 @@ def test_encoder_shorthand_equals_explicit_views(script, shorthand, explicit, sy
 
 
 def test_config_script_query_for_every_shipped_config():
-    expected = dict(PAPER_CONFIGS) | TAG_CONFIGS
+    expected = dict(PAPER_CONFIGS) | TAG_CONFIGS | MECHANISM_CONFIGS
     for name, script in expected.items():
         r = subprocess.run(
             [sys.executable, "-m", "musicrep.training.config", "script", str(REPO / "configs" / f"{name}.json")],
@@ -147,6 +149,17 @@ def test_tags_configs_train(name, tiny_dataset, tmp_path):
     assert "train_ntxent_audio_tags" in header
 
 
+def test_two_term_config_trains_only_the_audio_terms(synth, tmp_path):
+    """contrastive_MF_gnr_2term (the mechanism study): the paper's three views, without
+    the cf-genre term."""
+    name = "contrastive_MF_gnr_2term"
+    args = [str(REPO / "configs" / f"{name}.json")] + tiny(synth, tmp_path, max_steps_per_epoch=1)
+    assert main(MECHANISM_CONFIGS[name], args) == 0
+    header = (tmp_path / name / "metrics.csv").read_text().splitlines()[0]
+    assert "train_ntxent_audio_cf" in header and "train_ntxent_audio_genre" in header
+    assert "ntxent_cf_genre" not in header
+
+
 def test_interrupted_tags_run_resumes_to_identical_weights(tiny_dataset, tmp_path):
     a, b = train_straight_and_resumed(tiny_dataset, tmp_path, "contrastive_MF_gnr_tags", "train.py", 2)
     assert a["epoch"] == b["epoch"] == 2
@@ -195,3 +208,6 @@ def test_paper_configs_resolve_to_the_papers_terms():
     assert pairs == [["audio", "genre"], ["audio", "cf"], ["cf", "genre"]]
     both = load_config(REPO / "configs" / "contrastive_MF_gnr_tags.json", check_files=False)
     assert both.views == ["audio", "cf", "genre", "tags"] and len(both.pairs) == 6
+    # the mechanism study's 2-term variant: the paper's views, only the two audio terms
+    two = load_config(REPO / "configs" / "contrastive_MF_gnr_2term.json", check_files=False)
+    assert two.views == ["audio", "cf", "genre"] and two.pairs == pairs[:2]
