@@ -68,16 +68,6 @@ def tone(seconds: float = 5.0, sr: int = 16000) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A random width-0.125 encoder with its config.json, as training exports it."""
-    d = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    torch.save(AudioEncoder(width=0.125).state_dict(), d / "audio_encoder.pt")
-    (d / "config.json").write_text(json.dumps({"input_layout": "transpose"}))
-    return d
-
-
-@pytest.fixture(scope="module")
 def enc(model_dir):
     return load_encoder(model_dir, device="cpu", precision="fp32")
 

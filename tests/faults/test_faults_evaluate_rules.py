@@ -68,6 +68,24 @@ def _all_ids(ds: Path) -> np.ndarray:
     return np.concatenate([data.ids[s] for s in ("train", "val", "test")])
 
 
+def _interrupt_while_locked(p: subprocess.Popen, lock: Path) -> str:
+    """Ctrl-C `p` while it holds `lock` (the work runs under it); its stderr.
+
+    Frozen while it holds the lock, so the interrupt lands mid-run however fast the
+    machine is.
+    """
+    deadline = time.monotonic() + 120
+    while not lock.exists() and p.poll() is None:
+        assert time.monotonic() < deadline, "the run never took its lock"
+        time.sleep(0.002)
+    p.send_signal(signal.SIGSTOP)
+    assert lock.exists(), "the run finished before the test saw it"
+    p.send_signal(signal.SIGINT)
+    p.send_signal(signal.SIGCONT)
+    _, err = p.communicate(timeout=120)
+    return err
+
+
 def _beside(folder: Path) -> list[str]:
     """What a run left beside an output folder: its lock, builds, previous versions."""
     return sorted(p.name for p in folder.parent.glob(f".{folder.name}.*"))
@@ -256,18 +274,7 @@ class TestRule3OneRunPerOutputFolder:
                               "--embeddings", f"x={emb}", "--out", str(results), "--quiet"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
                              preexec_fn=default_sigint)
-        lock = results.parent / f".{results.name}.lock"
-        deadline = time.monotonic() + 120
-        while not lock.exists() and p.poll() is None:
-            assert time.monotonic() < deadline, "the run never took its lock"
-            time.sleep(0.002)
-        # Frozen while it holds the lock (the work runs under it), so the interrupt lands
-        # mid-run however fast the machine is.
-        p.send_signal(signal.SIGSTOP)
-        assert lock.exists(), "the run finished before the test saw it"
-        p.send_signal(signal.SIGINT)
-        p.send_signal(signal.SIGCONT)
-        _, err = p.communicate(timeout=120)
+        err = _interrupt_while_locked(p, results.parent / f".{results.name}.lock")
         assert p.returncode == 130, err
         assert _error_line(err) == f"evaluate.py: interrupted; {results} is as it was"
         assert _fingerprint(results) == before and not _beside(results)
@@ -282,16 +289,7 @@ class TestRule3OneRunPerOutputFolder:
                               str(emb), "--dataset", str(ds), "--out", str(out), "--quiet"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
                              preexec_fn=default_sigint)
-        lock = tmp_path / ".page.lock"
-        deadline = time.monotonic() + 120
-        while not lock.exists() and p.poll() is None:
-            assert time.monotonic() < deadline, "the run never took its lock"
-            time.sleep(0.002)
-        p.send_signal(signal.SIGSTOP)
-        assert lock.exists(), "the run finished before the test saw it"
-        p.send_signal(signal.SIGINT)
-        p.send_signal(signal.SIGCONT)
-        _, err = p.communicate(timeout=120)
+        err = _interrupt_while_locked(p, tmp_path / ".page.lock")
         assert p.returncode == 130, err
         assert _error_line(err, "explore.py") == "explore.py: interrupted; nothing written"
         assert [q.name for q in out.iterdir()] == ["index.html"]

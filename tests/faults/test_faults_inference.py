@@ -15,11 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from musicrep.audio import AudioError, file_mel
 from musicrep.inference.embed import embed_files
-from musicrep.model.audio_cnn import AudioEncoder
 
 from tests.helpers import REPO
 from tests.helpers.faults import default_sigint
@@ -37,16 +35,6 @@ def one_line(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr
     return lines[0]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A random width-0.125 encoder with its config.json, as training exports it."""
-    d = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    torch.save(AudioEncoder(width=0.125).state_dict(), d / "audio_encoder.pt")
-    (d / "config.json").write_text(json.dumps({"input_layout": "transpose"}))
-    return d
 
 
 @pytest.fixture(scope="module")
