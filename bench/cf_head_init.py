@@ -1,10 +1,12 @@
 """When does `baseline_MF` leave its plateau? The CF head's initialisation, before and after.
 
     python bench/cf_head_init.py OUT_DIR [--variants zero,current] [--seeds 0,1,2,3,4]
-        [--precisions fp32] [--dataset data/toy/dataset] [--epochs 15]
+        [--precisions fp32] [--dataset data/toy/dataset] [--epochs N] [--width W]
+        [--batch-size B] [--lr LR]
 
-Trains `configs/baseline_MF.json` at the demo's budget (width 0.25, batch 32, lr 1e-3,
-`make demo`'s settings) once per variant x precision x seed, each run in
+Trains `configs/baseline_MF.json` at the demo's budget (epochs, width, batch and lr as
+the Makefile's DEMO_EPOCHS / DEMO_WIDTH / DEMO_BATCH / DEMO_LR set them, read from
+there; the flags override) once per variant x precision x seed, each run in
 OUT_DIR/<variant>/<precision>/seed<N> (resumable: a finished run is read back, an
 interrupted one resumes from its last.pt), then prints, per run, the first epoch whose
 validation MSE falls below 90 % of the targets' variance (the MSE of predicting the
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -95,10 +98,26 @@ def val_mse(run: Path) -> list[float]:
     return [float(r[key]) for r in rows]
 
 
-def train(run: Path, variant: str, precision: str, seed: int, dataset: Path, epochs: int) -> None:
+def demo_budget() -> dict[str, str]:
+    """The demo's training budget as the Makefile sets it (its one owner): DEMO_EPOCHS,
+    DEMO_WIDTH, DEMO_BATCH and DEMO_LR, as {"epochs", "width", "batch_size", "learning_rate"}."""
+    keys = {"DEMO_EPOCHS": "epochs", "DEMO_WIDTH": "width", "DEMO_BATCH": "batch_size",
+            "DEMO_LR": "learning_rate"}
+    found = {}
+    for line in (REPO / "Makefile").read_text().splitlines():
+        m = re.match(r"(DEMO_[A-Z]+) \?= (\S+)$", line)
+        if m and m.group(1) in keys:
+            found[keys[m.group(1)]] = m.group(2)
+    if len(found) != len(keys):
+        raise SystemExit(f"Makefile: expected {', '.join(keys)} as 'NAME ?= value' lines")
+    return found
+
+
+def train(run: Path, variant: str, precision: str, seed: int, dataset: Path,
+          budget: dict[str, str]) -> None:
     cf_view.CFView.head = VARIANTS[variant]
     torch.manual_seed(seed)
-    sets = [f"epochs={epochs}", "width=0.25", "batch_size=32", "learning_rate=1e-3",
+    sets = [f"{k}={v}" for k, v in budget.items()] + [
             f"bf16={'true' if precision == 'bf16' else 'false'}", f"seed={seed}",
             f"save_dir={run}", f"train_dataset_file={dataset / 'train.h5'}",
             f"validation_dataset_file={dataset / 'val.h5'}"]
@@ -115,12 +134,17 @@ def main() -> int:
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--precisions", default="fp32")
     p.add_argument("--dataset", type=Path, default=REPO / "data" / "toy" / "dataset")
-    p.add_argument("--epochs", type=int, default=15)
+    budget = demo_budget()
+    for flag, key in (("--epochs", "epochs"), ("--width", "width"), ("--batch-size", "batch_size"),
+                      ("--lr", "learning_rate")):
+        p.add_argument(flag, dest=key, default=budget[key], help=f"default: the demo's, {budget[key]}")
     a = p.parse_args()
+    budget = {k: str(getattr(a, k)) for k in budget}
     var = target_variance(a.dataset)
     caps = torch.cpu.get_capabilities()
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    print(f"CPU {cpu}, AVX512-BF16: {bool(caps.get('avx512_bf16'))}; targets' variance {var:.5f}")
+    print(f"CPU {cpu}, AVX512-BF16: {bool(caps.get('avx512_bf16'))}; targets' variance {var:.5f}; "
+          + ", ".join(f"{k} {v}" for k, v in budget.items()))
     results = []
     for precision in a.precisions.split(","):
         for seed in (int(s) for s in a.seeds.split(",")):
@@ -128,14 +152,18 @@ def main() -> int:
                 run = a.out / variant / precision / f"seed{seed}"
                 done = run / "result.json"
                 if not done.exists():
-                    train(run, variant, precision, seed, a.dataset, a.epochs)
+                    train(run, variant, precision, seed, a.dataset, budget)
                     mse = val_mse(run)
                     left = next((i + 1 for i, m in enumerate(mse) if m < LEAVE * var), None)
                     done.write_text(json.dumps({"variant": variant, "precision": precision, "seed": seed,
-                                                "val_mse": mse, "target_variance": var, "left_at": left}))
-                results.append(json.loads(done.read_text()))
+                                                "val_mse": mse, "target_variance": var, "left_at": left,
+                                                "budget": budget}))
+                result = json.loads(done.read_text())
+                if result.get("budget", budget) != budget:
+                    raise SystemExit(f"{done}: trained at {result['budget']}, not {budget}: use another OUT_DIR")
+                results.append(result)
     print(f"\nfirst epoch with validation MSE < {LEAVE:.0%} of the targets' variance "
-          f"({a.epochs} epochs; '-' = never), and the last epoch's MSE / variance")
+          f"({budget['epochs']} epochs; '-' = never), and the last epoch's MSE / variance")
     print("| variant | precision | " + " | ".join(f"seed {s}" for s in a.seeds.split(",")) + " | left |")
     print("|---|---|" + "---:|" * (len(a.seeds.split(",")) + 1))
     for precision in a.precisions.split(","):

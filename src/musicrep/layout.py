@@ -19,6 +19,9 @@ SPLITS = ("train", "val", "test")
 # dataset's manifest by create_dataset.
 GENERATED_MARKER = "generated.json"
 TRUTH_FILE = "generated_truth.json"  # the generator's planted labels (song_mood, ...)
+# Written by import_audio into the corpus (Melon) directory: id,track_id,path, the integer
+# id of each of the collection's own track ids (what the dataset's splits.json lists).
+TRACK_IDS = "track_ids.csv"
 
 
 

@@ -78,6 +78,18 @@ class TrainConfig:
     # it a multiple of val_every.
     val_every: int = 1
     max_val_tracks: int | None = None
+    # The audio-audio view (views/audio_pair.py, "audio2": a second crop of the same track
+    # through the same CNN) and the light augmentation of its pair's crops, on log-mel dB
+    # values (Melon's 20 * log10 of mel power). They change nothing in a run without the
+    # audio2 view. Each is drawn per crop from (seed, epoch, crop, track): the same seed
+    # gives the same crops. Strengths are maxima; 0 turns that augmentation off.
+    aug_gain_db: float = 6.0  # gain: one offset in [-x, x] dB added to the whole crop
+    aug_filter_db: float = 6.0  # filter: a smooth curve over the 48 bands, knots in [-x, x] dB
+    aug_noise_db: float = 2.0  # noise: Gaussian, per time-frequency bin, std drawn in [0, x] dB
+    aug_min_shift: int = 0  # time shift: the two crops start at least this many frames apart
+    # also augment the first crop (the `audio` view's, which the run's other pairs share);
+    # false leaves it plain and augments only the second
+    aug_first_crop: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

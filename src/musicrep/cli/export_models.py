@@ -51,6 +51,11 @@ for the paper's width 1.0), trained for {epochs} epochs at lr {lr} and batch {ba
   they are plain state dicts with the same keys, trained on the original code's
   reshaped input:
   `python encode.py --checkpoint path/to/audio_encoder.pt --input-layout reference FILES --out emb.npz`.
+- **Models trained on real recordings** (none is shipped yet) go in a folder of their own
+  here, like these, with the card `scripts/real_model_card.py` writes added at the end of
+  this file: their data and held-out split, their scores on the held-out tracks, and the
+  licences of the audio they heard, from the corpus manifest
+  ([Training on the real corpus](../docs/real-benchmark.md#training-on-the-real-corpus)).
 
 Metrics below are on the generated test split ({test} tracks; continuation over
 {playlists} playlists), from `reports/demo/results.json`; see docs/results.md for

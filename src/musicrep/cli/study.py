@@ -6,6 +6,8 @@
     python scripts/study.py --study-dir runs/study --plan-only        # the plan and its estimate
     python scripts/study.py --reanalyse reports/study/results.json    # seed-level tests, no training
     python scripts/study.py --checks DATA_DIR [--checks-json FILE]    # view checks, no training
+    python scripts/study.py --mechanism --study-dir DIR [--smoke]     # the mechanism study
+    python scripts/study.py --mechanism --study-dir DIR --report-only # its report from what ran
 
 A thin command line over musicrep.study (the pipeline, its files and the report are
 described there). Exit codes: 0 done, 2 bad input or study directory (one line on
@@ -29,9 +31,15 @@ from .common import Parser, os_error_line, refuse_inputs_as_output
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="study.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--study-dir", default="runs/study", help="where every run and the report go "
-                   "(default: runs/study; the full study belongs outside the work tree)")
+    p.add_argument("--study-dir", default=None, help="where every run and the report go "
+                   "(default: runs/study, with --mechanism runs/mechanism; the full study belongs "
+                   "outside the work tree)")
     p.add_argument("--smoke", action="store_true", help="the tiny plan: same pipeline in minutes")
+    p.add_argument("--mechanism", action="store_true",
+                   help="the mechanism study of reports/mechanism/PLAN.md instead: corpora G0, G1, "
+                   "G2, their manipulation checks, the contrastive configs x seeds in the plan's "
+                   "order (the pre-registered family first), H1-H4 with Holm and TOST; with "
+                   "--plan-only, --report-only and --smoke")
     p.add_argument("--report-only", action="store_true", help="rebuild report/ from finished runs")
     p.add_argument("--plan-only", action="store_true", help="print the plan and its estimate, then stop")
     p.add_argument("--publish", default=None, help="copy the finished report/ to this directory")
@@ -87,6 +95,39 @@ def checks(a: argparse.Namespace) -> None:
     print(format_checks(result))
 
 
+def mechanism(a: argparse.Namespace, layout: Layout) -> None:
+    """--mechanism: the plan, the runs (the report after the family and at the end), or
+    the report alone."""
+    from ..study.mechanism import finished_runs, run_mechanism
+    from ..study.mechanism_plan import (
+        FULL_MECHANISM,
+        SMOKE_MECHANISM,
+        describe_mechanism,
+        load_mechanism_plan,
+        measured_costs,
+    )
+    from ..study.mechanism_report import write_mechanism_report
+
+    root = layout.root
+    if a.report_only:
+        write_mechanism_report(root, load_mechanism_plan(root))
+        return
+    mplan = SMOKE_MECHANISM if a.smoke else FULL_MECHANISM
+    if a.plan_only:
+        started = (root / "mechanism.json").is_file()
+        log(describe_mechanism(mplan, measured_costs(root, mplan) if started else None,
+                               finished_runs(root, mplan) if started else frozenset()))
+        return
+    first, last = mplan.blocks[0]["name"], mplan.blocks[-1]["name"]
+
+    def after_block(name: str) -> None:  # a report as soon as the family is complete
+        if name == first and name != last:
+            write_mechanism_report(root, mplan)
+
+    run_mechanism(root, mplan, a.device, progress=not a.quiet, after_block=after_block)
+    write_mechanism_report(root, mplan)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the study (or only its plan, report, re-analysis or checks); returns the exit code."""
     parser = build_parser()
@@ -101,11 +142,18 @@ def main(argv: list[str] | None = None) -> int:
                      "--report-only, --plan-only and --publish")
     if a.popularity_corpus and not a.reanalyse:
         parser.error("--popularity-corpus goes with --reanalyse")
+    if a.mechanism and (a.checks or a.reanalyse or a.publish or a.reading):
+        parser.error("--mechanism goes with --study-dir, --smoke, --plan-only, --report-only, "
+                     "--device and --quiet only (reports/mechanism/ is written by hand after the run)")
     from ..data.builder import DatasetError
 
-    layout = Layout(Path(a.study_dir))
+    default_dir = "runs/mechanism" + ("_smoke" if a.smoke else "") if a.mechanism else "runs/study"
+    layout = Layout(Path(a.study_dir or default_dir))
     plan = SMOKE if a.smoke else FULL
     try:
+        if a.mechanism:
+            mechanism(a, layout)
+            return 0
         if a.checks:
             checks(a)
             return 0

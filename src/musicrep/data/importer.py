@@ -68,7 +68,7 @@ from ..io import clean_stale_temp, output_lock, write_error, write_json, write_n
 from ..audio import N_MELS
 from ..errors import ConfigError
 from .melon import GENRE_NAMES, SONG_META, TRAIN_PLAYLISTS, mel_path
-from ..layout import GENERATED_MARKER, TRUTH_FILE
+from ..layout import GENERATED_MARKER, TRACK_IDS, TRUTH_FILE
 from ..workers import cap_workers, die_with_parent, usable_cpus
 
 TRACK_COLUMNS = ("track_id", "path", "genres")
@@ -450,7 +450,7 @@ def _load_previous(out: Path, settings: dict) -> tuple[dict[str, int], dict[str,
             raise CollectionError(
                 f"{out}: was imported with {key}={prev.get('settings', {}).get(key)!r}, not "
                 f"{value!r}; use the same settings to resume, or a new --out")
-    ids_file = out / "track_ids.csv"
+    ids_file = out / TRACK_IDS
     if not ids_file.is_file():
         return {}, {}
     df = pd.read_csv(ids_file, dtype={"track_id": str, "path": str}, keep_default_na=False)
@@ -635,7 +635,7 @@ def _write_id_maps(out: Path, col: Collection) -> None:
     tracks = pd.DataFrame([{"id": r["id"], "track_id": r["track_id"], "path": r["path"]}
                            for r in sorted(col.tracks, key=lambda r: r["id"])])
     pls = pd.DataFrame([{"id": p["id"], "playlist_id": p["playlist_id"]} for p in col.playlists])
-    for name, df in (("track_ids.csv", tracks), ("playlist_ids.csv", pls)):
+    for name, df in ((TRACK_IDS, tracks), ("playlist_ids.csv", pls)):
         with atomic_path(out / name) as tmp:
             df.to_csv(tmp, index=False)
 

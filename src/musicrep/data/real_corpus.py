@@ -37,7 +37,10 @@ for every file: the package and version, its path in the package, licence (from
 
 Output folder (``write_corpus``): ``audio/<package>/...`` (hard links into the cache, a
 copy where the cache is on another file system), ``tracks.csv``, ``playlists.csv``,
-``manifest.json`` (written last: its presence means the folder is complete). The cache
+``manifest.json`` (written last: its presence means the folder is complete). Rendered
+scores (``--scores``, :mod:`musicrep.data.score_set`) add their audio under
+``audio/music21/``, a ``scores`` section to the manifest, and the columns ``work``,
+``era`` and ``form`` to tracks.csv (the importer ignores columns it does not know). The cache
 (``cache/debs``: the .deb files, ``cache/trees``: unpacked, ``cache/members``: audio taken
 out of archives) is reused by a rerun.
 """
@@ -53,9 +56,11 @@ import warnings
 import zipfile
 import zlib
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import ConfigError
@@ -70,6 +75,9 @@ from .debian import (
     sha256_of,
 )
 
+if TYPE_CHECKING:
+    from .score_set import ScoreSet
+
 DEFAULT_PACKAGES = ("wesnoth-1.16-music", "ufoai-music", "warzone2100-music", "nexuiz-music",
                     "singularity-music", "hyperrogue-music")
 MIN_SECONDS = 30.0
@@ -83,6 +91,7 @@ TRACKS = "tracks.csv"
 PLAYLISTS = "playlists.csv"
 AUDIO = "audio"
 MADE_BY = "real_music"
+TRACK_COLUMNS = ("track_id", "path", "genres", "artist", "album", "title")
 
 
 @dataclass(frozen=True)
@@ -93,13 +102,17 @@ class Soundtrack:
     ``composers`` maps a file-name glob to the composer; each entry is backed by the
     package itself (the holder its copyright stanza lists under that name or handle,
     or the tag its sibling files carry), never by outside knowledge. ``aliases`` maps
-    a tag's spelling to the one name of that person.
+    a tag's spelling to the one name of that person. ``versions`` maps the path of a
+    remake (from the music folder on, no extension) to the path of the track it remakes,
+    as its own title says ("Menu Theme - Enhanced", "SixtyFour_Revisited"): the two
+    share a ``work``, so a split by work keeps a tune and its remake on one side.
     """
 
     label: str
     exclude: dict[str, str] = field(default_factory=dict)  # file-name glob -> reason
     composers: dict[str, str] = field(default_factory=dict)  # file-name glob -> composer
     aliases: dict[str, str] = field(default_factory=dict)  # tag value -> composer
+    versions: dict[str, str] = field(default_factory=dict)  # remake path -> original path
 
 
 CRYSTAN = 'Christian "Crystan" Hoffmann'
@@ -117,9 +130,14 @@ SOUNDTRACKS = {
                    "azrael*": "azrael1322", "David0*": "David Reeves (Destructavator)",
                    "Alex*": "Alex Parker"},
         aliases={"www.indiedb.com/members/crystan": CRYSTAN, "paulb": "Paul Bee"}),
-    "warzone2100-music": Soundtrack("Warzone 2100"),
+    "warzone2100-music": Soundtrack("Warzone 2100", versions={
+        # album.json titles "Menu Theme - Enhanced" and "Track 3 - Enhanced"
+        "music/albums/aftermath_soundtrack/menu_enhanced": "music/menu",
+        "music/albums/aftermath_soundtrack/track3_enhanced":
+            "music/albums/original_soundtrack/track3"}),
     "nexuiz-music": Soundtrack("Nexuiz", aliases={
-        "Gerd (elysis) Raudenbusch": ELYSIS, "elysis": ELYSIS, "www.elysis.de": ELYSIS}),
+        "Gerd (elysis) Raudenbusch": ELYSIS, "elysis": ELYSIS, "www.elysis.de": ELYSIS},
+        versions={"cdtracks/sixtyfour_revisited": "cdtracks/sixtyfour_"}),  # tag titles
     "singularity-music": Soundtrack("Endgame Singularity"),
     "hyperrogue-music": Soundtrack("HyperRogue"),
 }
@@ -402,14 +420,17 @@ def scan_package(tree: Path, info: PackageInfo, members_root: Path,
     for f, pr, digest, path in kept:
         lic = cr.licence_for(f.logical)
         author = single_holder(lic.copyright) if lic.explicit else ""
+        track_id = seen[digest]
+        original = st.versions.get(track_id.split("/", 1)[1])
         tracks.append({
-            "track_id": seen[digest], "path": path, "package": info.name,
+            "track_id": track_id, "path": path, "package": info.name,
             "version": info.version, "source": f.source, "sha256": digest,
             "duration_s": round(pr.duration, 3), "sample_rate": pr.sample_rate,
             "channels": pr.channels, "format": pr.format, "genre": st.label,
             **describe(f, pr, st, author, albums, copied),
             "licence": lic.licence, "licence_from": lic.how, "copyright": lic.copyright,
             "tags": pr.tags, "cached_file": str(f.file),
+            **({"work": f"{info.name}/{original}"} if original else {}),
         })
     return PackageResult(info, st, "DEP-5" if cr.dep5 else "free text", tracks, dropped)
 
@@ -426,12 +447,20 @@ def playlist_key(t: dict) -> tuple[str, str, str]:
     return (t["package"], t["album"], t["artist"])
 
 
-def table_rows(tracks: list[dict]) -> tuple[list[dict], list[dict]]:
-    """tracks.csv and playlists.csv rows: genre = soundtrack, one playlist per
-    (soundtrack, album, composer) (see the module docstring for why)."""
-    rows = [{"track_id": t["track_id"], "path": t["path"], "genres": genre_label(t["genre"]),
-             "artist": t["artist"].replace(";", ","), "album": t["album"], "title": t["title"]}
-            for t in tracks]
+def table_rows(tracks: list[dict], works: bool = False) -> tuple[list[dict], list[dict]]:
+    """tracks.csv and playlists.csv rows: genre = soundtrack (or a rendered score's era or
+    form), one playlist per (source, album, composer) (see the module docstring for why).
+    With `works`, rows also carry ``work``, ``era`` and ``form`` (a recording is its own
+    work, unless its soundtrack lists it as a remake: ``Soundtrack.versions``); the
+    importer reads the columns it knows and ignores these."""
+    rows = []
+    for t in tracks:
+        row = {"track_id": t["track_id"], "path": t["path"], "genres": genre_label(t["genre"]),
+               "artist": t["artist"].replace(";", ","), "album": t["album"], "title": t["title"]}
+        if works:
+            row.update(work=t.get("work", t["track_id"]), era=t.get("era", ""),
+                       form=t.get("form", ""))
+        rows.append(row)
     groups: dict[tuple, list[str]] = defaultdict(list)
     for t in tracks:
         groups[playlist_key(t)].append(t["track_id"])
@@ -481,15 +510,20 @@ def check_out_dir(out: Path) -> None:
                           f"({', '.join(other[:3]) or MANIFEST}); give a new or empty folder")
 
 
-def write_corpus(out: Path, results: list[PackageResult], settings: dict) -> dict:
+def write_corpus(out: Path, results: list[PackageResult], settings: dict,
+                 scores: ScoreSet | None = None) -> dict:
     """Write audio/, tracks.csv, playlists.csv and manifest.json into `out` (manifest last).
 
+    `scores`, when given, adds the rendered scores (:mod:`musicrep.data.score_set`):
+    their audio under ``audio/music21/``, their rows (and the ``work``, ``era`` and
+    ``form`` columns for every row), and a ``scores`` section in the manifest.
     The audio folder is built beside the old one and swapped in, so a rerun never leaves
     the folder without complete audio; the tables and the manifest are renamed into place.
     Returns the manifest.
     """
     out.mkdir(parents=True, exist_ok=True)
-    tracks = [t for r in results for t in r.tracks]
+    rendered = scores.tracks if scores is not None else []
+    tracks = [t for r in results for t in r.tracks] + rendered
     audio = out / AUDIO
     recover_dir(audio)
     tmp = temp_dir_beside(audio)
@@ -499,19 +533,27 @@ def write_corpus(out: Path, results: list[PackageResult], settings: dict) -> dic
         swap_in_dir(tmp, audio)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    rows, playlists = table_rows(tracks)
-    _write_csv(out / TRACKS, rows, ["track_id", "path", "genres", "artist", "album", "title"])
+    rows, playlists = table_rows(tracks, works=scores is not None)
+    _write_csv(out / TRACKS, rows, list(rows[0]) if rows else list(TRACK_COLUMNS))
     _write_csv(out / PLAYLISTS, playlists, ["playlist_id", "track_id", "title", "tags"])
+    labels = {"genres": "the soundtrack (one label per package)",
+              "playlists": "one per (soundtrack, album, composer)"}
+    summary = scores.summary() if scores is not None else None
+    if summary is not None:
+        labels.update(genres="the soundtrack (one label per package); for a rendered score "
+                      "its era or, for a fiddle tune, its form", scores=summary["labels"],
+                      playlists="one per (soundtrack or music21, album, composer)")
     manifest = {
-        "made_by": MADE_BY, "musicrep_version": __version__, **settings,
-        "labels": {"genres": "the soundtrack (one label per package)",
-                   "playlists": "one per (soundtrack, album, composer)"},
+        "made_by": MADE_BY, "musicrep_version": __version__, **settings, "labels": labels,
         "totals": {"tracks": len(tracks),
                    "hours": round(sum(t["duration_s"] for t in tracks) / 3600, 3),
                    "playlists": len({p["playlist_id"] for p in playlists}),
-                   "dropped": sum(len(r.dropped) for r in results)},
+                   "dropped": sum(len(r.dropped) for r in results),
+                   **({"scores": len(rendered), "score_failures": len(scores.failures)}
+                      if scores is not None else {})},
         "packages": [{**r.summary(), "architecture": r.info.architecture,
                       "deb_sha256": r.info.sha256, "deb_size": r.info.size} for r in results],
+        **({"scores": summary} if summary is not None else {}),
         "tracks": [{k: v for k, v in t.items() if k != "cached_file"} for t in tracks],
         "dropped": [d for r in results for d in r.dropped],
     }
@@ -519,6 +561,42 @@ def write_corpus(out: Path, results: list[PackageResult], settings: dict) -> dic
     return manifest
 
 
+# ------------------------------------------------------------------ rights
+
+
+def licence_summary(manifest: dict, track_ids: Collection[str] | None = None) -> dict:
+    """What ``manifest`` (``write_corpus``'s) says about the rights of some of its tracks
+    (all when ``track_ids`` is None): the tracks per licence; per source (package or
+    music21) its version and licences; for rendered scores the music21 corpus terms, the
+    soundfont's package, version, licence and copyright, the synthesiser, and the rights
+    score files state about themselves. A model trained on these tracks inherits the
+    question of these terms, so its card lists them (``cli/real_model_card.py``)."""
+    tracks = [t for t in manifest.get("tracks", [])
+              if track_ids is None or t.get("track_id") in track_ids]
+    sources: dict[str, dict] = {}
+    for t in tracks:
+        src = sources.setdefault(t.get("package", "unknown"),
+                                 {"version": t.get("version", ""), "tracks": 0,
+                                  "licences": Counter()})
+        src["tracks"] += 1
+        src["licences"][t.get("licence") or "unknown"] += 1
+    out: dict = {
+        "tracks": len(tracks),
+        "licences": dict(Counter(t.get("licence") or "unknown" for t in tracks).most_common()),
+        "sources": {k: {**v, "licences": dict(v["licences"].most_common())}
+                    for k, v in sorted(sources.items())},
+        "file_rights": dict(Counter(" ".join(t["file_rights"].split())
+                                    for t in tracks if t.get("file_rights")).most_common()),
+    }
+    sc = manifest.get("scores")
+    if sc and any("era" in t or "form" in t for t in tracks):
+        out["scores"] = {"source": sc.get("source", ""),
+                         "corpus_licence": sc.get("corpus_licence", ""),
+                         "soundfont": sc.get("soundfont", {}),
+                         "synthesizer": sc.get("synthesizer", {})}
+    return out
+
+
 __all__ = ["DEFAULT_PACKAGES", "MIN_SECONDS", "SOUNDTRACKS", "PackageResult", "Soundtrack",
-           "check_out_dir", "find_audio", "probe", "scan_package", "single_holder",
-           "soundtrack_for", "table_rows", "where_is", "write_corpus"]
+           "check_out_dir", "find_audio", "licence_summary", "probe", "scan_package",
+           "single_holder", "soundtrack_for", "table_rows", "where_is", "write_corpus"]

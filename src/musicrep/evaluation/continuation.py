@@ -22,6 +22,11 @@ playlists the dataset builder read), ties by lower track id. Test tracks are col
 for the CF model, but not for this count: it includes the playlists being evaluated,
 so the popularity row is an optimistic (oracle-flavoured) reference, not a deployable
 cold-start system.
+
+Per-item output (``items``): each metric per playlist, and for the mean-query protocol
+and the popularity row the rank of every held-out track in its playlist's ranking
+(``HELD_KEYS``: one entry per (playlist, held-out track) pair, in playlist order), so a
+held-out track's slice (``evaluation.slices``) can be scored on its own.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .metrics import hit_matrix, ranking_metrics, top_k
+from .metrics import hit_matrix, rank_of, ranking_metrics, top_k
 
 __all__ = [
+    "HELD_KEYS",
     "K",
     "PLAYLIST_BATCH",
     "VOTE_BLOCK",
@@ -50,6 +56,10 @@ K = 100  # the cutoff of every continuation metric (Recall@K, NDCG@K, MAP@K)
 PLAYLIST_BATCH = 256  # playlists ranked per (batch, n_test) score block
 VOTE_PER_TRACK = 100  # test tracks each known track retrieves in the vote protocol
 VOTE_BLOCK = 1024  # known tracks per (block, n_test) similarity block
+#: The per-item arrays of the (playlist, held-out track) pairs: the scored playlist's
+#: index, the held-out track's test row, and its 0-based rank in the playlist's ranking
+#: of every test track (a hit of Recall@k when below k).
+HELD_KEYS = ("held_playlist", "held_track", "held_rank")
 
 
 def _index_of(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,6 +138,18 @@ def _store_per_playlist(items: dict[str, np.ndarray] | None, parts: dict[str, li
         items.update({prefix + key: np.concatenate(v) for key, v in parts.items()})
 
 
+def _store_ranks(items: dict[str, np.ndarray] | None, held: list[np.ndarray],
+                 ranks: list[np.ndarray]) -> None:
+    """The (playlist, held-out track, rank) pairs into ``items`` (``HELD_KEYS``)."""
+    if items is None:
+        return
+    sizes = [len(h) for h in held]
+    playlist = np.repeat(np.arange(len(held), dtype=np.int64), sizes)
+    track = np.concatenate(held).astype(np.int64) if held else np.zeros(0, np.int64)
+    rank = np.concatenate(ranks).astype(np.int64) if ranks else np.zeros(0, np.int64)
+    items.update(zip(HELD_KEYS, (playlist, track, rank)))
+
+
 def continuation_metrics(
     known_emb: np.ndarray,
     test_emb: np.ndarray,
@@ -139,18 +161,24 @@ def continuation_metrics(
 ) -> dict[str, float]:
     """Mean Recall@k, R-precision, NDCG@k, MAP@k over playlists, ranking all test tracks
     by cosine similarity to the mean normalised embedding of each playlist's known tracks.
-    ``items``, when given, receives each metric per playlist (n_playlists,).
+    ``items``, when given, receives each metric per playlist (n_playlists,) and the rank
+    of every held-out track (``HELD_KEYS``).
     """
     test_n = l2_normalise(test_emb)
+    ranks: list[np.ndarray] = []
 
     def ranks_for(lo: int, hi: int, depth: int) -> np.ndarray:
         queries = l2_normalise(np.stack([l2_normalise(known_emb[rows]).mean(axis=0)
                                          for rows in known[lo:hi]]))
-        return top_k(queries @ test_n.T, depth)  # one (batch, n_test) block at a time
+        scores = queries @ test_n.T  # one (batch, n_test) block at a time
+        if items is not None:
+            ranks.extend(rank_of(row, h) for row, h in zip(scores, held[lo:hi]))
+        return top_k(scores, depth)
 
     parts: dict[str, list[np.ndarray]] = {}
     out = _ranking_batches(held, test_n.shape[0], k, batch_size, ranks_for, parts)
     _store_per_playlist(items, parts)
+    _store_ranks(items, held, ranks)
     return out
 
 
@@ -228,7 +256,8 @@ def popularity_metrics(
 ) -> dict[str, float]:
     """The same metrics for one global ranking of the test tracks by popularity count
     (descending; ties by lower track id; tracks absent from ``popularity`` count 0).
-    ``items``, when given, receives them per playlist."""
+    ``items``, when given, receives them per playlist and the rank of every held-out
+    track (``HELD_KEYS``)."""
     test_ids = np.asarray(test_ids, dtype=np.int64)
     counts = np.array([float(popularity.get(str(int(t)), 0)) for t in test_ids])
     order = np.lexsort((test_ids, -counts))
@@ -239,6 +268,9 @@ def popularity_metrics(
     parts: dict[str, list[np.ndarray]] = {}
     out = _ranking_batches(held, len(test_ids), k, batch_size, ranks_for, parts)
     _store_per_playlist(items, parts)
+    position = np.empty(len(test_ids), dtype=np.int64)
+    position[order] = np.arange(len(test_ids))
+    _store_ranks(items, held, [position[h] for h in held])
     return out
 
 

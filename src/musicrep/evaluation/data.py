@@ -6,8 +6,10 @@ major code GNxx00 or any of its detail codes GNxxyy, so a track annotated only a
 detail level is not a negative), the tag targets (the top-50 playlist tags of
 ``track_tags.json``: a song inherits the tags of the playlists containing it), the
 continuation playlists, the popularity counts, the manifest, and on a generated corpus
-the generator's hidden per-song mood (``generated_truth.json``, found with ``--truth``
-or through the manifest's source directory). Every file name comes from
+the generator's hidden truth (``generated_truth.json``, found with ``--truth`` or
+through the manifest's source directory; ``evaluation.truth``): the per-song mood and
+the true major and detail genres. It also places every test track in its slices
+(``evaluation.slices``: popularity tercile, niche genre). Every file name comes from
 ``musicrep.layout``.
 """
 
@@ -37,6 +39,8 @@ from ..layout import (
     corpus_dirs,
     corpus_origin,
 )
+from .slices import TrackSlices, make_slices
+from .truth import read_truth, truth_mood
 
 __all__ = [
     "EvalData",
@@ -111,6 +115,13 @@ class EvalData:
     mood: dict[str, np.ndarray] | None = None  # split -> (N,) hidden mood (generated only)
     generated: bool = False  # the dataset was built from a generated corpus
     truth_path: Path | None = None
+    major_codes: list[str] = field(default_factory=list)  # the codes of genre_y's columns
+    # The truth file's genres (None without a truth file; (N, 0) when it lists none):
+    true_genre_y: dict[str, np.ndarray] | None = None  # split -> (N, n_true_major) uint8
+    true_genre_codes: list[str] = field(default_factory=list)
+    true_detail_y: dict[str, np.ndarray] | None = None  # split -> (N, n_true_detail) uint8
+    true_detail_codes: list[str] = field(default_factory=list)
+    slices: TrackSlices | None = None  # the test tracks' slices (breakdown columns)
 
 
 def major_genre_targets(labels: np.ndarray, genres: dict) -> tuple[np.ndarray, list[str]]:
@@ -210,8 +221,8 @@ def _read_popularity(path: Path) -> dict[str, float]:
 
 
 def _split_targets(lay: DatasetLayout) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
-                                                 list[str]]:
-    """(ids per split, major-genre targets per split, major genre names)."""
+                                                 list[str], list[str]]:
+    """(ids per split, major-genre targets per split, major genre names, their codes)."""
     genres = _read_genres(lay.genres)
     ids, genre_y = {}, {}
     majors: list[str] = []
@@ -219,7 +230,7 @@ def _split_targets(lay: DatasetLayout) -> tuple[dict[str, np.ndarray], dict[str,
         ids[s], labels = read_labels(lay.split(s))  # the layout's one owner reads and checks it
         genre_y[s], majors = major_genre_targets(labels, genres)
     names_of = dict(zip(genres["codes"], genres.get("names") or genres["codes"]))
-    return ids, genre_y, [str(names_of.get(c, c)) for c in majors]
+    return ids, genre_y, [str(names_of.get(c, c)) for c in majors], majors
 
 
 def load_eval_data(dataset_dir: str | os.PathLike,
@@ -230,7 +241,9 @@ def load_eval_data(dataset_dir: str | os.PathLike,
     otherwise). Without track_tags.json the tagging columns are empty; without
     continuation.json or popularity.json the continuation columns, resp. the
     popularity row; without manifest.json the "dataset" entry is empty; each with a
-    note on stderr.
+    note on stderr. With a truth file (``truth``, else found through the manifest) also
+    its mood and true genres (``evaluation.truth``); the test tracks' slices always
+    (``evaluation.slices``; what the dataset has of them).
     """
     root = Path(dataset_dir)
     lay = DatasetLayout(root)
@@ -241,7 +254,7 @@ def load_eval_data(dataset_dir: str | os.PathLike,
     for path in required:
         if not path.is_file():
             raise ConfigError(f"{path}: missing (required dataset file)")
-    ids, genre_y, major_names = _split_targets(lay)
+    ids, genre_y, major_names, major_codes = _split_targets(lay)
 
     tag_y = tag_names = None
     if _present(lay.track_tags, "tagging task skipped"):
@@ -262,10 +275,20 @@ def load_eval_data(dataset_dir: str | os.PathLike,
     truth_path = Path(truth) if truth is not None else find_truth_file(root, manifest)
     if truth is not None and not truth_path.is_file():
         raise ConfigError(f"{truth_path}: truth file not found")
-    mood = load_truth(truth_path, ids) if truth_path is not None else None
-    return EvalData(root, ids, genre_y, major_names, tag_y, tag_names, playlists, popularity,
-                    manifest, mood,
-                    dataset_is_generated(root, manifest) or truth_path is not None, truth_path)
+    got = None
+    if truth_path is not None:
+        got = read_truth(_read_json(truth_path, ("song_mood",)), truth_path, ids, major_codes)
+    data = EvalData(root, ids, genre_y, major_names, tag_y, tag_names, playlists, popularity,
+                    manifest, None if got is None else got.mood,
+                    dataset_is_generated(root, manifest) or truth_path is not None, truth_path,
+                    major_codes)
+    if got is not None:
+        data.true_genre_y, data.true_genre_codes = got.genre_y, got.genre_codes
+        data.true_detail_y, data.true_detail_codes = got.detail_y, got.detail_codes
+    data.slices = make_slices(ids["test"], popularity, None if got is None else got.primary,
+                              () if got is None else got.niche,
+                              "none" if got is None else got.niche_source)
+    return data
 
 
 def find_truth_file(data_root: Path, manifest: dict) -> Path | None:
@@ -292,16 +315,4 @@ def load_truth(path: Path, split_ids: dict[str, np.ndarray]) -> dict[str, np.nda
 
     The file holds ``song_mood``: a list indexed by song id (toy.py writes it).
     """
-    obj = _read_json(path, ("song_mood",))
-    moods = obj["song_mood"]
-    _expect(isinstance(moods, list) and all(_is_number(v) for v in moods), path,
-            "'song_mood' must be a list of finite numbers, one per song id")
-    mood = np.asarray(moods, dtype=np.float64)
-    out = {}
-    for s, ids in split_ids.items():
-        if ids.size and (ids.min() < 0 or ids.max() >= mood.size):
-            raise ConfigError(f"{path}: 'song_mood' has {mood.size} songs but split {s} holds "
-                             f"track id {int(ids.max())}: truth of another corpus?")
-        out[s] = mood[ids]
-    return out
-
+    return truth_mood(_read_json(path, ("song_mood",)), path, split_ids)

@@ -6,6 +6,14 @@ Per model (``evaluate_embeddings(items=...)``, ``run_evaluation(per_item=True)``
 ``mood_true`` (n_test,), and for every continuation column (both protocols) its value
 per scored playlist (n_playlists,), keyed by the column name. ``write_items`` stores
 them as ``items.npz`` (keys ``<model>/<key>``); ``read_items`` reads them back.
+
+For the breakdowns (``evaluation.slices``): ``held_playlist``/``held_track``/
+``held_rank`` (n_pairs,), each held-out test track of each scored playlist with its
+0-based rank in the mean-query ranking (the popularity row: in its ranking), and the
+test tracks' slices, ``tercile`` (n_test,) "top"/"middle"/"bottom" and ``niche``
+(n_test,) bool. With a truth file also ``true_genre_*`` and ``true_detail_*``
+scores and labels, and ``genre_niche``/``true_genre_niche`` (C,) bool: the niche
+genres' label columns.
 """
 
 from __future__ import annotations

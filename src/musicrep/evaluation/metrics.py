@@ -36,6 +36,7 @@ __all__ = [
     "macro_roc_pr_auc",
     "ndcg_at_k",
     "r_precision",
+    "rank_of",
     "ranking_metrics",
     "recall_at_k",
     "scorable_labels",
@@ -209,6 +210,22 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         for r in np.nonzero((sc >= kth).sum(axis=1) > k)[0]:
             out[r] = np.argsort(-sc[r], kind="stable")[:k]
     return out
+
+
+def rank_of(scores: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """0-based positions that ``columns`` hold in the full ranking of one row of
+    ``scores`` (N,), as ``top_k`` orders it: by descending score, ties by the lower
+    column, NaN last. A position below k is a hit of ``top_k(scores, k)``.
+
+    Counts instead of sorting: (len(columns), N) comparisons, no copy of the ranking.
+    """
+    s = np.asarray(scores)
+    s = np.where(np.isnan(s), -np.inf, s) if np.isnan(s).any() else s
+    cols = np.asarray(columns, dtype=np.int64)
+    mine = s[cols][:, None]
+    above = (s[None, :] > mine).sum(axis=1)
+    tied_before = ((s[None, :] == mine) & (np.arange(s.size)[None, :] < cols[:, None])).sum(axis=1)
+    return (above + tied_before).astype(np.int64)
 
 
 def iter_top_k(

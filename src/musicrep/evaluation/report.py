@@ -3,8 +3,10 @@
 Files written under the output directory, each atomically (temporary file, then
 rename), so a crash never leaves a truncated table or image under its final name:
 
-    results.md          the table with a short legend
-    results.csv         the same rows, empty cells where a task does not apply
+    results.md          the table with a short legend (and, where they have values, the
+                        truth probes' and the breakdown columns' section)
+    results.csv         the same rows and the breakdown columns, empty cells where a task
+                        does not apply
     results.json        {"dataset": manifest, "rows": [...], "details": ..., "settings": ...}
     bars_genre.png, bars_tagging.png, bars_continuation.png   metric bars per task
     embedding_maps.png  2-D PCA of a test subsample per model, coloured by major genre
@@ -31,12 +33,24 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_path, write_json
-from .tasks import COLUMNS, LEGEND, OPTIONAL_TASKS, TASK_COLUMNS
+from .slices import SLICES, slice_column
+from .tasks import (
+    BREAKDOWN_LEGEND,
+    BREAKDOWNS,
+    COLUMNS,
+    LEGEND,
+    OPTIONAL_TASKS,
+    ROW_KEYS,
+    SECTION_TASKS,
+    TASK_COLUMNS,
+    TRUTH_LEGEND,
+)
 
 __all__ = [
     "GENERATED_NOTE",
     "TASK_COLUMNS",
     "find_metrics_csv",
+    "format_breakdowns",
     "format_markdown",
     "table_columns",
     "plot_embedding_maps",
@@ -75,6 +89,32 @@ def format_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_breakdowns(rows: Sequence[dict[str, Any]]) -> str:
+    """results.md's section for the truth probes and the breakdown columns: its text,
+    then per broken-down column a table of the rows that have it by slice (the slices
+    some row has). "" when none of these columns has a value."""
+    truth = any(r.get(c) is not None for t in SECTION_TASKS for c in TASK_COLUMNS[t]
+                for r in rows)
+    tables = []
+    for col in BREAKDOWNS:
+        have = [r for r in rows if any(r.get(slice_column(col, s)) is not None for s in SLICES)]
+        shown = [s for s in SLICES if any(r.get(slice_column(col, s)) is not None for r in have)]
+        if not have:
+            continue
+        head = ("model", "all", *shown)
+        lines = [f"### {col} by slice", "", "| " + " | ".join(head) + " |",
+                 "|" + "|".join("---" for _ in head) + "|"]
+        lines += ["| " + " | ".join([str(r["model"]), _fmt(r.get(col)),
+                                     *(_fmt(r.get(slice_column(col, s))) for s in shown)]) + " |"
+                  for r in have]
+        tables.append("\n".join(lines) + "\n")
+    if not truth and not tables:
+        return ""
+    text = ([TRUTH_LEGEND] if truth else []) + ([BREAKDOWN_LEGEND] if tables else [])
+    return ("\n## Truth probes and breakdowns\n\n" + "\n\n".join(text) + "\n"
+            + "".join("\n" + t for t in tables))
+
+
 def _clean(v: Any) -> Any:
     """JSON-safe value: NaN -> None, numpy scalars -> Python."""
     if isinstance(v, np.generic):
@@ -99,21 +139,22 @@ def write_tables(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    clean_rows = [{c: _clean(r.get(c)) for c in COLUMNS} for r in rows]
+    clean_rows = [{c: _clean(r.get(c)) for c in ROW_KEYS} for r in rows]
     paths = {"md": out / "results.md", "csv": out / "results.csv", "json": out / "results.json"}
 
     title = "# Evaluation results (generated corpus)" if generated else "# Evaluation results"
     head = f"{title}\n\n" + (f"{GENERATED_NOTE}\n\n" if generated else "")
     tail = "".join(f"\nNote: {n}\n" for n in notes)
     md = head + format_markdown(clean_rows) + "\n" + LEGEND + "\n" + tail
+    md += format_breakdowns(clean_rows)
     with atomic_path(paths["md"]) as tmp:
         tmp.write_text(md, encoding="utf-8")
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
+    w.writerow(ROW_KEYS)
     for r in clean_rows:
-        w.writerow(["" if r[c] is None else r[c] for c in COLUMNS])
+        w.writerow(["" if r[c] is None else r[c] for c in ROW_KEYS])
     with atomic_path(paths["csv"]) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
 

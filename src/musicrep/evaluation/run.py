@@ -7,7 +7,8 @@ model (``musicrep.inference.embed``), reads the precomputed embedding sets
 Reference rows. "random-init": an untrained encoder of the same width and input
 layout as the first model, initialised from ``seed``. "popularity": one ranking of
 the test tracks for every playlist by their count in ``popularity.json``
-(``evaluation.continuation``); it has no genre or tag columns. Their names
+(``evaluation.continuation``); it has no genre or tag columns, and its Recall@k per
+slice of the test tracks as the models have theirs (``evaluation.slices``). Their names
 (``REFERENCE_ROWS``) are never given to a model or an embedding set, and no two rows
 share a name (``row_names``): a row is known by its name in every output.
 
@@ -34,6 +35,7 @@ from ..inference.embed import embed_hdf5, resolve_checkpoint
 from ..layout import SPLITS, DatasetLayout
 from ..model.layers import DEFAULT_LAYER
 from .continuation import (
+    HELD_KEYS,
     PLAYLIST_BATCH,
     K,
     continuation_degenerate,
@@ -42,6 +44,7 @@ from .continuation import (
 )
 from .data import EvalData, note
 from .embeddings import load_embedding_set
+from .slices import recall_by_slice, slice_column
 from .tasks import ROW_KEYS, TASKS, applicable_tasks, evaluate_embeddings, not_scored, task_data
 
 __all__ = ["REFERENCE_ROWS", "EvalResult", "NothingScorable", "check_encoder_config",
@@ -279,8 +282,13 @@ def _popularity_row(data: EvalData, queries: Queries | None,
         return None
     row = {key: None for key in ROW_KEYS}
     row["model"] = REFERENCE_ROWS[1]
+    own: dict[str, np.ndarray] = {} if items is None else items
     row.update(popularity_metrics(data.ids["test"], data.popularity, queries[1], K,
-                                  PLAYLIST_BATCH, items))
+                                  PLAYLIST_BATCH, own))
+    if data.slices is not None:  # its Recall@k per slice, as the models' (tasks.py)
+        by_slice = recall_by_slice(*(own[key] for key in HELD_KEYS), K, data.slices)
+        row.update({slice_column(f"recall@{K}", name): v for name, v in by_slice.items()})
+        own.update(data.slices.items())
     return row
 
 

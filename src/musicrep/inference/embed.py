@@ -52,6 +52,7 @@ from ..audio import (
     too_short_message,
 )
 from ..data.h5io import DATA, IDS, open_split, read_ids
+from ..model.audio_cnn import fold_batchnorm
 from ..model.layers import DEFAULT_LAYER, LAYERS
 from ..precision import use_bf16
 
@@ -192,8 +193,10 @@ def encode_pieces(
     """Encode (key, (k, 256, 48) chunks) pieces in order; yield (key, (k, d) outputs).
 
     Chunks of consecutive pieces are pooled until at least ``batch_size`` of them wait,
-    then encoded together, so memory holds about one batch plus one piece.
+    then encoded together, so memory holds about one batch plus one piece. An eval-mode
+    ``AudioEncoder`` runs with its BatchNorms folded into the convs (``fold_batchnorm``).
     """
+    encoder = fold_batchnorm(encoder)
     buffer: list[tuple[Any, np.ndarray]] = []
     waiting = 0
 

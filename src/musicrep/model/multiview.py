@@ -18,9 +18,11 @@ class MultiModalModel(nn.Module):
 
     encoders  view name -> encoder ("audio" first); `embed[view](encoder, batch)` runs it
     heads     target view name -> head on the audio embedding (baselines)
+    shared    view name -> the view whose encoder embeds it (a second audio crop through
+              the audio CNN): such a view has no encoder, so no part, of its own
 
     forward(batch) -> {view: (B, 128) embedding} plus {f"{target}_head": (B, dim)}.
-    Parts (checkpoint names): the view names and "<target>_head".
+    Parts (checkpoint names): the encoders' view names and "<target>_head".
     """
 
     def __init__(
@@ -28,18 +30,24 @@ class MultiModalModel(nn.Module):
         encoders: dict[str, nn.Module],
         heads: dict[str, nn.Module],
         embed: dict[str, Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]],
+        shared: dict[str, str] | None = None,
     ):
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.heads = nn.ModuleDict(heads)
-        self.embed = embed  # how each view feeds its encoder from the batch
+        self.embed = embed  # how each view feeds its encoder from the batch, in forward's order
+        self.shared = dict(shared or {})
+        unknown = {v: e for v, e in self.shared.items() if e not in self.encoders}
+        if unknown:
+            raise ValueError(f"views {unknown} share encoders the model lacks ({sorted(encoders)})")
 
     @property
     def audio(self) -> AudioEncoder:
         return self.encoders["audio"]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = {v: self.embed[v](enc, batch) for v, enc in self.encoders.items()}  # (B, 128) each
+        out = {v: self.embed[v](self.encoders[self.shared.get(v, v)], batch)  # (B, 128) each
+               for v in self.embed}
         for target, head in self.heads.items():
             out[f"{target}_head"] = head(out["audio"])  # (B, target dim)
         return out

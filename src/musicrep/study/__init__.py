@@ -15,6 +15,15 @@ intervals and paired comparisons. Where each part lives:
     report.py      results.md/.csv/.json, reanalysis.md/.json, plots, the published copy,
                    the reading; --reanalyse rebuilds them from a results.json alone
 
+The mechanism study (reports/mechanism/PLAN.md; --mechanism, make mechanism) runs on the
+same machinery, one study directory per generator preset:
+
+    mechanism_plan.py    its settings, budget, runs per setting, their order, the estimate
+    mechanism.py         the runner: corpora, manipulation checks and the gate, the runs
+    hypotheses.py        H1-H4 as contrasts of per-item arrays, Holm, the decision rule
+    mechanism_report.py  results.json/.csv and plots from what has finished
+    mechanism_tables.py  its results.md
+
 The command line is musicrep.cli.study (scripts/study.py).
 
 The corpus is generated: the numbers say what the objectives do on data with planted

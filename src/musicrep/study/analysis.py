@@ -32,22 +32,16 @@ class Finished:
 
 def collect(layout: Layout, plan: Plan) -> tuple[list[Finished], list[str], dict]:
     """Evaluated runs of the plan (chosen lr), and the runs still missing."""
-    from ..evaluation.items import read_items
-
     grid = json.loads(layout.grid.read_text()) if layout.grid.is_file() else {}
     lrs = {f: g["chosen"] for f, g in grid.items()}
     found, missing = [], []
 
     def read(folder: Path, model: str, seed: int | None, label: str) -> None:
-        if not (folder / "eval.npz").is_file():
+        f = read_finished(folder, model, seed)
+        if f is None:
             missing.append(label)
-            return
-        info = json.loads((folder / "eval.json").read_text())
-        if (folder / "config.json").is_file():
-            info["training"] = json.loads((folder / "config.json").read_text()).get("training")
-            info["train_s"] = train_seconds(folder / "metrics.csv")
-            info["late_gain"] = late_gain(folder / "metrics.csv")
-        found.append(Finished(model, seed, info.pop("rows"), read_items(folder / "eval.npz"), info))
+        else:
+            found.append(f)
 
     for config in plan.configs:
         lr = lrs.get(family_of(config))
@@ -60,6 +54,21 @@ def collect(layout: Layout, plan: Plan) -> tuple[list[Finished], list[str], dict
         read(layout.reference(RANDOM, seed), RANDOM, seed, f"{RANDOM} seed{seed}")
     read(layout.reference(POPULARITY), POPULARITY, None, POPULARITY)
     return found, missing, grid
+
+
+def read_finished(folder: Path, model: str, seed: int | None) -> Finished | None:
+    """One evaluated run (its eval.json, eval.npz and training summary), or None when
+    it has no eval.npz yet."""
+    from ..evaluation.items import read_items
+
+    if not (folder / "eval.npz").is_file():
+        return None
+    info = json.loads((folder / "eval.json").read_text())
+    if (folder / "config.json").is_file():
+        info["training"] = json.loads((folder / "config.json").read_text()).get("training")
+        info["train_s"] = train_seconds(folder / "metrics.csv")
+        info["late_gain"] = late_gain(folder / "metrics.csv")
+    return Finished(model, seed, info.pop("rows"), read_items(folder / "eval.npz"), info)
 
 
 def train_seconds(metrics_csv: Path) -> float | None:
@@ -99,15 +108,13 @@ def metric_columns() -> list[str]:
     return [c for cols in TASK_COLUMNS.values() for c in cols]
 
 
-def compute_statistics(found: list[Finished], plan: Plan,
-                       held: list[np.ndarray] | None = None) -> tuple[list[dict], list[dict]]:
-    """Summary rows (model x layer) and paired comparisons against REFERENCE.
-
-    ``held``: each scored playlist's held-out test-track columns; needed when the plan
-    resamples continuation "clustered" (playlists with their shared tracks)."""
-    any_items = next(f.items[LAYERS[0]] for f in found if f.model != POPULARITY)
-    n_test = len(any_items["genre_labels"])
-    n_pl = len(any_items["recall@100"])
+def item_weights(plan: Plan, n_test: int, n_pl: int,
+                 held: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The bootstrap's item weights of a study: (B, n_test) over the test tracks and (B,
+    n_pl) over the scored playlists, the first draws of the plan's ``stats_seed``. Two
+    corpora with the same test tracks get the same weights (the mechanism study's G0
+    and G1). ``held``: each scored playlist's held-out test-track columns, needed when
+    the plan resamples continuation "clustered" (playlists with their shared tracks)."""
     rng = np.random.default_rng(plan.stats_seed)
     w_t = stats.bootstrap_weights(n_test, plan.n_boot, rng)
     w_p = stats.bootstrap_weights(n_pl, plan.n_boot, rng)
@@ -119,9 +126,26 @@ def compute_statistics(found: list[Finished], plan: Plan,
     elif plan.playlist_resampling != "playlists":
         raise StudyError(f"plan key 'playlist_resampling' is {plan.playlist_resampling!r}; "
                          "expected 'playlists' or 'clustered'")
+    return w_t, w_p
+
+
+def seed_draws_for(plan: Plan, n_seeds: int) -> np.ndarray:
+    """The seed draws of every statistic over ``n_seeds`` seeds: the same for every model
+    (and contrast) with that many seeds, so paired quantities share them."""
+    return stats.seed_draws(n_seeds, plan.n_boot, np.random.default_rng([plan.stats_seed, n_seeds]))
+
+
+def compute_statistics(found: list[Finished], plan: Plan,
+                       held: list[np.ndarray] | None = None) -> tuple[list[dict], list[dict]]:
+    """Summary rows (model x layer) and paired comparisons against REFERENCE.
+
+    ``held``: each scored playlist's held-out test-track columns; needed when the plan
+    resamples continuation "clustered" (playlists with their shared tracks)."""
+    any_items = next(f.items[LAYERS[0]] for f in found if f.model != POPULARITY)
+    w_t, w_p = item_weights(plan, len(any_items["genre_labels"]), len(any_items["recall@100"]), held)
 
     def draws(n: int) -> np.ndarray:  # the same draws for every model with n seeds
-        return stats.seed_draws(n, plan.n_boot, np.random.default_rng([plan.stats_seed, n]))
+        return seed_draws_for(plan, n)
 
     models = list(dict.fromkeys(f.model for f in found))
     # (model, layer) -> {seed: (point row, replicates)}

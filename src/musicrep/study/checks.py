@@ -42,15 +42,14 @@ from ..errors import ConfigError
 from ..evaluation.data import load_eval_data
 from ..evaluation.metrics import macro_roc_pr_auc
 from ..evaluation.probes import linear_probe, mood_probe
+from ..evaluation.slices import TERCILES, terciles
+from ..evaluation.slices import niche_genres as _niche
 from ..layout import POPULARITY, DatasetLayout
-from ..toy.melon_catalog import niche_majors
-from ..toy.world import MELON_PRESETS
 
+# The slicing rules (TERCILES, terciles, the niche genres) are the evaluation's
+# (evaluation.slices), so a corpus is sliced alike before and after training.
 FOLDS = 5
-TERCILES = ("top", "middle", "bottom")
 INPUTS = ("cf", "genre_metadata")
-#: The niche genres of a corpus without ``niche_major_genres`` in its truth file.
-DEFAULT_NICHE = MELON_PRESETS["G1"].niche_majors
 #: What the presets are tuned to (PLAN.md): G1's CF must be noisy for genre, above all
 #: for the niche genres, and still carry mood.
 G1_TARGETS = {"cf genre ROC-AUC, all": ("<=", 0.85), "cf genre ROC-AUC, niche": ("<=", 0.70),
@@ -161,26 +160,6 @@ def load_check_data(dataset_dir: str | os.PathLike,
         metadata_agreement=float(np.mean((genre == meta_as_codes).all(axis=1))),
         without_cf=int(n_all - ids.size), truth_path=data.truth_path,
         preset=gen.get("preset", "G0") if gen.get("generator") else None)
-
-
-def _niche(truth: dict, codes: list[str]) -> tuple[list[str], str]:
-    """The niche major codes: the truth file's, else the generator's rule over all songs."""
-    listed = truth.get("niche_major_genres")
-    if isinstance(listed, list) and all(isinstance(c, str) for c in listed):
-        return sorted(c for c in listed if c in codes), "truth"
-    songs = truth.get("song_major_genres")
-    if not isinstance(songs, list) or not songs:
-        return [], "none"
-    primary = [s[0] for s in songs if isinstance(s, list) and s]
-    universe = sorted(set(primary) | set(codes))
-    return niche_majors(primary, universe, DEFAULT_NICHE), "fewest songs"
-
-
-def terciles(playlists: np.ndarray, ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Row indices of the popularity terciles (most playlists first); ties broken by
-    track id, so the parts have equal size (to one)."""
-    order = np.lexsort((ids, -playlists))
-    return dict(zip(TERCILES, np.array_split(order, 3)))
 
 
 def _out_of_fold(x: np.ndarray, genre: np.ndarray, mood: np.ndarray, folds: int,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 PLAN_FILE = "study.json"  # the plan: a directory holds one plan, another is refused
 GRID_FILE = "grid.json"  # the learning rate chosen per objective family
+CHECKS_FILE = "checks.json"  # the manipulation checks of the dataset (study.checks)
 
 
 class StudyError(ValueError):
@@ -57,3 +58,7 @@ class Layout:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+    @property
+    def checks(self) -> Path:
+        return self.root / CHECKS_FILE

@@ -49,9 +49,11 @@ def build_data(layout: Layout, plan: Plan) -> None:
     from ..toy.melon import make_toy_melon
 
     if not (layout.melon / SONG_META).is_file():
-        log(f"== corpus: {plan.songs} songs, {plan.playlists} playlists -> {layout.melon}")
+        log(f"== corpus: {plan.songs} songs, {plan.playlists} playlists, preset {plan.preset} "
+            f"-> {layout.melon}")
         make_toy_melon(layout.melon, songs=plan.songs, playlists=plan.playlists,
-                       frames=plan.melon_frames, seed=plan.data_seed, force=layout.melon.exists())
+                       frames=plan.melon_frames, seed=plan.data_seed, force=layout.melon.exists(),
+                       preset=plan.preset)
     if not (layout.dataset / MANIFEST).is_file():
         log(f"== dataset -> {layout.dataset}")
         create_dataset(DatasetArgs(
@@ -143,7 +145,6 @@ def run_study(layout: Layout, plan: Plan, device: str = "auto", progress: bool =
     """Every step of the module docstring that is not finished yet; returns grid.json."""
     from ..evaluation.data import load_eval_data
     from ..precision import resolve_device
-    from ..training.checkpoint import load_audio_encoder
 
     check_plan(layout, plan)
     log(describe(plan))
@@ -153,16 +154,10 @@ def run_study(layout: Layout, plan: Plan, device: str = "auto", progress: bool =
     queries = playlist_queries(data)
     dev = resolve_device(device)
 
-    def evaluate_run(config: str, lr: float, seed: int) -> None:
-        run = layout.run(config, lr, seed)
-        if evaluated(run):
-            return
-        enc = load_audio_encoder(run / "audio_encoder_best.pt")
-        log(f"== evaluate {config} {lr_name(lr)} seed{seed} (best-by-validation encoder)")
-        evaluate_encoder(enc, data, queries, seed, run, plan, dev, progress,
-                         {"model": config, "lr": lr, "checkpoint": "audio_encoder_best.pt"})
+    def evaluate_this(config: str, lr: float, seed: int) -> None:
+        evaluate_run(layout, plan, data, queries, (config, lr, seed), dev, progress)
 
-    train_all(layout, plan, evaluate_run)
+    train_all(layout, plan, evaluate_this)
     evaluate_references(layout, plan, data, queries, dev, progress)
     log(f"== study steps done in {time.perf_counter() - t0:.0f} s")
     return json.loads(layout.grid.read_text())
@@ -197,20 +192,47 @@ def train_all(layout: Layout, plan: Plan, evaluate_run: Callable[[str, float, in
         log(f"== {done} runs were already finished and evaluated (skipped)")
 
 
+def evaluate_run(layout: Layout, plan: Plan, data: Any, queries: Any,
+                 run_key: tuple[str, float, int], device: str, progress: bool) -> None:
+    """Evaluate one finished training run (config, lr, seed) with its best-by-validation
+    encoder, unless its eval.npz is already newer than its training state."""
+    from ..training.checkpoint import load_audio_encoder
+
+    config, lr, seed = run_key
+    run = layout.run(config, lr, seed)
+    if evaluated(run):
+        return
+    enc = load_audio_encoder(run / "audio_encoder_best.pt")
+    log(f"== evaluate {config} {lr_name(lr)} seed{seed} (best-by-validation encoder)")
+    evaluate_encoder(enc, data, queries, seed, run, plan, device, progress,
+                     {"model": config, "lr": lr, "checkpoint": "audio_encoder_best.pt"})
+
+
+def evaluate_random_init(layout: Layout, plan: Plan, data: Any, queries: Any, seed: int,
+                         device: str, progress: bool) -> None:
+    """The floor of one seed: an untrained encoder of the plan's width (skipped when done)."""
+    from ..evaluation.run import random_init_encoder
+
+    folder = layout.reference(RANDOM, seed)
+    if not (folder / "eval.npz").is_file():
+        log(f"== evaluate {RANDOM} seed{seed}")
+        enc = random_init_encoder(plan.width, "transpose", seed)
+        evaluate_encoder(enc, data, queries, seed, folder, plan, device, progress, {"model": RANDOM})
+
+
 def evaluate_references(layout: Layout, plan: Plan, data: Any, queries: Any, device: str,
                         progress: bool) -> None:
     """The rows every model is compared with: an untrained encoder of the plan's width per
     seed, and the popularity oracle (continuation; the playlist count as every tag's score)."""
-    from ..evaluation.continuation import K, PLAYLIST_BATCH, popularity_metrics
-    from ..evaluation.run import random_init_encoder
-
-    width = plan.width
     for seed in plan.seeds:
-        folder = layout.reference(RANDOM, seed)
-        if not (folder / "eval.npz").is_file():
-            log(f"== evaluate {RANDOM} seed{seed}")
-            enc = random_init_encoder(width, "transpose", seed)
-            evaluate_encoder(enc, data, queries, seed, folder, plan, device, progress, {"model": RANDOM})
+        evaluate_random_init(layout, plan, data, queries, seed, device, progress)
+    evaluate_popularity(layout, data, queries)
+
+
+def evaluate_popularity(layout: Layout, data: Any, queries: Any) -> None:
+    """The popularity oracle's row (skipped when done, or without popularity.json)."""
+    from ..evaluation.continuation import K, PLAYLIST_BATCH, popularity_metrics
+
     folder = layout.reference(POPULARITY)
     if not (folder / "eval.npz").is_file() and data.popularity is not None:
         items: dict[str, np.ndarray] = {}

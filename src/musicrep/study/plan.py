@@ -16,7 +16,9 @@ also the config's seed-0 run of the study.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..model.layers import DEFAULT_LAYER
@@ -77,6 +79,9 @@ class Plan:
     # continuation intervals: "playlists" resampled alone (the first study), or
     # "clustered", playlists and their shared held-out tracks (stats.clustered_playlist_weights)
     playlist_resampling: str = "playlists"
+    # the generator's preset (toy.world.MELON_PRESETS): G0, the corpus of the first study,
+    # or G1/G2 of the mechanism study (musicrep.study.mechanism)
+    preset: str = "G0"
 
 
 STUDY_CONFIGS = ["baseline_MF", "baseline_gnr", "baseline_MF_gnr", "contrastive_MF",
@@ -126,21 +131,29 @@ def family_of(config: str) -> str:
 
 def check_plan(layout: Layout, plan: Plan) -> None:
     """Write study.json, or refuse a directory that was started with another plan."""
-    path = layout.plan
-    want = asdict(plan)
+    check_saved(layout.plan, asdict(plan), lambda d: asdict(Plan(**d)), "study", layout.root)
+
+
+def check_saved(path: Path, want: dict[str, Any], complete: Callable[[dict], dict],
+                what: str, root: Path) -> None:
+    """Write ``want`` to ``path`` (a plan file), or refuse when the file there holds
+    another plan. ``complete`` fills in the defaults of keys an older file lacks (a
+    study.json written before a key existed loads with its default), so only a real
+    difference refuses."""
     if path.is_file():
         try:
-            have = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise StudyError(f"{path}: unreadable ({e})") from None
+            have = complete(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise StudyError(f"{path}: unreadable as a {what} plan ({e})") from None
+        want = json.loads(json.dumps(want))  # tuples as lists, as the file has them
         diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
         if diff:
             k = diff[0]
-            raise StudyError(f"{path}: this study directory holds the '{have.get('name')}' plan, "
+            raise StudyError(f"{path}: this {what} directory holds the '{have.get('name')}' plan, "
                              f"which differs in '{k}' ({json.dumps(have.get(k))} there, "
                              f"{json.dumps(want.get(k))} now); use another --study-dir")
         return
-    layout.root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     write_json(path, want)
 
 
@@ -168,11 +181,16 @@ def run_list(plan: Plan, lrs: dict[str, float] | None) -> list[tuple[str, float 
     return out
 
 
-def estimate(plan: Plan) -> dict[str, Any]:
-    """Expected and maximal training time, from the measured cost per track."""
+def split_sizes(plan: Plan) -> tuple[int, int, int]:
+    """(train, val, test) tracks the plan's corpus is expected to give (no defects)."""
     n_test = round(plan.songs * plan.test_size)
     n_val = round((plan.songs - n_test) * plan.val_size)
-    n_train = plan.songs - n_test - n_val
+    return plan.songs - n_test - n_val, n_val, n_test
+
+
+def estimate(plan: Plan) -> dict[str, Any]:
+    """Expected and maximal training time, from the measured cost per track."""
+    n_train, n_val, n_test = split_sizes(plan)
     steps = n_train // plan.batch_size
     if plan.max_steps_per_epoch:
         steps = min(steps, plan.max_steps_per_epoch)

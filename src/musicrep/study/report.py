@@ -336,12 +336,12 @@ def _runs_table(found: list[Finished]) -> list[str]:
                           "best val loss", f"last {LATE_EPOCHS}", "train s"], rows)]
 
 
-def write_csv(path: Path, summary: list[dict]) -> None:
-    """results.csv: per model and layer each metric's mean, std and interval."""
+def write_csv(path: Path, summary: list[dict], keys: tuple[str, ...] = ("model", "layer", "n_seeds")) -> None:
+    """results.csv: per model and layer (the row's ``keys``) each metric's mean, std and interval."""
     cols = metric_columns()
-    buf = ["model,layer,n_seeds," + ",".join(f"{c}_{k}" for c in cols for k in ("mean", "std", "ci_low", "ci_high"))]
+    buf = [",".join(keys) + "," + ",".join(f"{c}_{k}" for c in cols for k in ("mean", "std", "ci_low", "ci_high"))]
     for r in summary:
-        cells = [r["model"], r["layer"], str(r["n_seeds"])]
+        cells = [str(r[k]) for k in keys]
         for c in cols:
             v = r[c] or {}
             cells += ["" if v.get(k) is None else repr(float(v[k])) for k in ("mean", "std", "ci_low", "ci_high")]
@@ -350,14 +350,18 @@ def write_csv(path: Path, summary: list[dict]) -> None:
         tmp.write_text("\n".join(buf) + "\n", encoding="utf-8")
 
 
-def plot_errorbars(summary: list[dict], found: list[Finished], out: Path) -> list[Path]:
-    """One figure per layer and task: mean with the 95% interval, seeds as dots."""
+def plot_errorbars(summary: list[dict], found: list[Finished], out: Path,
+                   tasks: tuple[str, ...] | None = None) -> list[Path]:
+    """One figure per layer and task (``tasks``, default every task): mean with the 95%
+    interval, seeds as dots."""
     from ..evaluation.report import pyplot, save_figure
 
     plt = pyplot()
     written = []
     for layer in LAYERS:
         for task, cols in TASK_COLUMNS.items():
+            if tasks is not None and task not in tasks:
+                continue
             rows = [r for r in summary if r["layer"] == layer and any(r[c] for c in cols)]
             if not rows:
                 continue
@@ -394,15 +398,16 @@ def read_reading(path: Path | None) -> str | None:
     return text
 
 
-def dataset_manifest(layout: Layout) -> dict:
-    """The dataset's manifest, its paths inside the study directory saying STUDY_DIR ({}
-    when there is none)."""
+def dataset_manifest(layout: Layout, root: Path | None = None) -> dict:
+    """The dataset's manifest, its paths inside the study directory (``root``, default
+    the layout's) saying STUDY_DIR ({} when there is none)."""
     manifest = {}
     if (layout.dataset / MANIFEST).is_file():
         # the report is committed: paths inside the study directory say STUDY_DIR, not
         # where this machine keeps it
         raw = (layout.dataset / MANIFEST).read_text()
-        raw = raw.replace(json.dumps(str(layout.root.resolve()))[1:-1], "STUDY_DIR")
+        where = Path(root if root is not None else layout.root).resolve()
+        raw = raw.replace(json.dumps(str(where))[1:-1], "STUDY_DIR")
         manifest = json.loads(raw)
     return manifest
 
@@ -538,6 +543,12 @@ def load_results(path: Path) -> dict:
         Plan(**results["plan"])
     except TypeError as e:
         raise StudyError(f"{path}: its 'plan' is not a study plan ({e})") from None
+    # A study finished before a task was registered has no column for it: not scored.
+    for part in ("rows", "comparisons"):
+        for record in results[part] if isinstance(results[part], list) else ():
+            if isinstance(record, dict):
+                for col in metric_columns():
+                    record.setdefault(col, None)
     return results
 
 

@@ -25,7 +25,10 @@ item difficulty, so the interval of D is narrower than one from two separate int
 The interval is the percentile interval of D_b; the two-sided p-value is that of the
 percentile bootstrap test of "no difference",
 p = min(1, 2 * min(1 + #{D_b <= 0}, 1 + #{D_b >= 0}) / (B + 1)),
-so identical models get p = 1 and the smallest p possible is 2 / (B + 1).
+so identical models get p = 1 and the smallest p possible is 2 / (B + 1). A contrast
+of more runs (``contrast``: a difference of differences between two corpora that share
+their test tracks, or between two slices of the test tracks, ``column_replicates``) is
+resampled the same way: the same item weights and seed draw for every run in it.
 
 Shared held-out tracks (``clustered_playlist_weights``). The continuation playlists
 are not independent: many of them hold the same held-out test tracks, so resampling
@@ -60,13 +63,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..evaluation.tasks import TASK_COLUMNS
+from ..evaluation.slices import slice_masks
+from ..evaluation.tasks import LABEL_PROBES, TASK_COLUMNS
 
 __all__ = [
     "CONFIDENCE",
     "auc_replicates",
     "bootstrap_weights",
     "clustered_playlist_weights",
+    "column_replicates",
+    "contrast",
     "holm",
     "mean_replicates",
     "metric_replicates",
@@ -81,8 +87,8 @@ __all__ = [
 
 CONFIDENCE = 0.95
 #: tasks scored per test track (the rest, continuation, per playlist)
-TRACK_TASKS = ("genre", "tagging", "mood")
-_ITEM_KEYS = {"genre": "genre", "tagging": "tag"}  # task -> prefix of its items arrays
+TRACK_TASKS = (*LABEL_PROBES, "mood")
+_ITEM_KEYS = LABEL_PROBES  # task -> prefix of its items arrays (the registry's)
 
 
 def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -384,9 +390,71 @@ def paired_difference(
     d_point = np.asarray(point_a, np.float64) - np.asarray(point_b, np.float64)
     if d_point.size == 0 or not np.isfinite(d_point).all():
         return {"diff": None, "ci_low": None, "ci_high": None, "p_value": None}
-    d = _seed_mean(np.asarray(reps_a, np.float64) - np.asarray(reps_b, np.float64), draws)
+    return contrast(d_point, np.asarray(reps_a, np.float64) - np.asarray(reps_b, np.float64), draws)
+
+
+def contrast(point: Sequence[float], reps: np.ndarray, draws: np.ndarray) -> dict[str, float | None]:
+    """Any per-seed contrast of runs scored on the same items (a difference, a difference
+    of differences), as ``paired_difference`` treats A - B.
+
+    Args:
+        point: (S,) the contrast of each seed's full-test values.
+        reps: (S, B) the same contrast of their replicates (same item weights, so every
+            run in it is scored on the same resampled items).
+        draws: (B, S) seed draws.
+    Returns {"diff" (mean over seeds), "ci_low", "ci_high", "p_value"} (None without a
+    finite value per seed).
+    """
+    d_point = np.asarray(point, np.float64)
+    if d_point.size == 0 or not np.isfinite(d_point).all():
+        return {"diff": None, "ci_low": None, "ci_high": None, "p_value": None}
+    d = _seed_mean(np.asarray(reps, np.float64), draws)
     d = d[np.isfinite(d)]
     lo, hi = _percentiles(d)
     n = d.size
     p = min(1.0, 2.0 * min(1 + int((d <= 0).sum()), 1 + int((d >= 0).sum())) / (n + 1))
     return {"diff": float(d_point.mean()), "ci_low": lo, "ci_high": hi, "p_value": p}
+
+
+def _task_of(column: str) -> str:
+    for task, cols in TASK_COLUMNS.items():
+        if column in cols:
+            return task
+    raise ValueError(f"{column!r} is no metric column (evaluation.tasks.TASK_COLUMNS)")
+
+
+def column_replicates(items: dict[str, np.ndarray], column: str, w_tracks: np.ndarray,
+                      w_playlists: np.ndarray | None = None, part: str | None = None) -> np.ndarray:
+    """(B,) replicates of one metric column of one run, on every test track or on the
+    slice ``part`` (``evaluation.slices``: a tercile, niche or mainstream).
+
+    The slice is taken inside each replicate: a label probe's AUC over the slice's rows
+    (a tercile) or columns (niche genres), with the same track weights restricted to it,
+    so the replicate is the metric of the resampled slice; with weights all 1 it is the
+    ``<column>@<part>`` value of the evaluation. Continuation has no sliced replicates
+    (its per-playlist values do not split by track).
+    """
+    task, w = _task_of(column), np.atleast_2d(w_tracks)
+    if task in _ITEM_KEYS:
+        prefix = _ITEM_KEYS[task]
+        scores, labels = items[f"{prefix}_scores"], items[f"{prefix}_labels"]
+        if part is not None:
+            rows, cols = slice_masks(items, part, prefix)
+            if rows is not None:
+                scores, labels, w = scores[rows], labels[rows], w[:, rows]
+            if cols is not None:
+                scores, labels = scores[:, cols], labels[:, cols]
+        roc, pr = auc_replicates(scores, labels, w)
+        return roc if column == TASK_COLUMNS[task][0] else pr
+    if task == "mood":
+        pred, true = items["mood_pred"], items["mood_true"]
+        if part is not None:
+            rows, _ = slice_masks(items, part)
+            pred, true, w = pred[rows], true[rows], w[:, rows]
+        fn = r2_replicates if column == TASK_COLUMNS["mood"][0] else spearman_replicates
+        return fn(pred, true, w)
+    if part is not None:
+        raise ValueError(f"{column}: continuation has no replicates by slice")
+    if w_playlists is None:
+        raise ValueError(f"{column}: continuation needs the playlist weights")
+    return mean_replicates(items[column], w_playlists)

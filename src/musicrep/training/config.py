@@ -10,9 +10,11 @@ relative to the current working directory, as in the original scripts; run the
 scripts from the repository root (the Makefile and the configs assume so).
 
 Which views and losses a run has. A *view* is one modality of a track (see views.py:
-"audio", "cf", "genre", "tags"). A contrastive run names its `views` and the `pairs`
-it contrasts (default: every pair); a baseline names the `targets` its heads predict
-from the audio embedding. The paper's `encoder` key is shorthand for those:
+"audio", "cf", "genre", "tags"; and "audio2", a second crop of the track for
+self-supervision, whose augmentation the `aug_*` keys set). A contrastive run names its
+`views` and the `pairs` it contrasts (default: every pair); a baseline names the
+`targets` its heads predict from the audio embedding. The paper's `encoder` key is
+shorthand for those:
 
     encoder   contrastive views / pairs                              baseline targets
     MF        audio, cf      / (audio, cf)                           cf
@@ -49,6 +51,7 @@ ENCODERS = ("MF", "gnr", "MF_gnr")
 OBJECTIVES = ("baseline", "contrastive")
 AGGREGATIONS = ("self", "mean")
 SELECT_ON = ("sum", "audio")  # select_on: which validation terms pick best.pt
+AUGMENTATION_DB = ("aug_gain_db", "aug_filter_db", "aug_noise_db")  # the audio2 view's, in dB
 
 # The paper's `encoder` values as views. Pairs in the original's order of loss terms.
 ENCODER_VIEWS: dict[str, tuple[str, ...]] = {"MF": ("cf",), "gnr": ("genre",), "MF_gnr": ("cf", "genre")}
@@ -262,6 +265,20 @@ def _check_values(cfg: TrainConfig) -> None:
     for key in ("learning_rate", "contrastive_temperature", "width", "weight_decay"):
         if not math.isfinite(getattr(cfg, key)):  # JSON's Infinity would only fail later
             raise ConfigError(f"config key '{key}' must be a finite number, got {getattr(cfg, key)}")
+    _check_augmentation(cfg)
+
+
+def _check_augmentation(cfg: TrainConfig) -> None:
+    """The audio2 view's augmentation strengths: finite and >= 0 (0: off), the shift >= 0
+    (whether the tracks are long enough for it is checked on the data: views/audio_pair.py)."""
+    for key in AUGMENTATION_DB:
+        v = getattr(cfg, key)
+        if not (math.isfinite(v) and v >= 0):
+            raise ConfigError(
+                f"config key '{key}' must be a finite number >= 0 (dB; 0 turns it off), got {v}")
+    if cfg.aug_min_shift < 0:
+        raise ConfigError(
+            f"config key 'aug_min_shift' must be >= 0 (frames), got {cfg.aug_min_shift}")
 
 
 def _check_device(dev: str) -> None:
@@ -347,7 +364,8 @@ def _resolve_views(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_view_list(key: str, names: list, known: dict, allow_audio: bool) -> None:
-    valid = [v for v in known if allow_audio or v != "audio"]
+    # targets (allow_audio False): the views a head can predict, those with a target field
+    valid = [v for v in known if allow_audio or known[v].target_field is not None]
     for v in names:
         if v not in valid:
             raise ConfigError(f"config key '{key}' names {json.dumps(v)}; valid: {', '.join(map(json.dumps, valid))}")

@@ -12,7 +12,8 @@ is the same for all of them. The paper's six configurations:
                  gnr     ntxent_audio_genre
                  MF_gnr  ntxent_audio_genre + ntxent_audio_cf + ntxent_cf_genre
 
-Any other set of views works the same way (e.g. tags: ntxent_audio_tags, bce_tags).
+Any other set of views works the same way (e.g. tags: ntxent_audio_tags, bce_tags; the
+self-supervised audio-audio view: ntxent_audio_audio2, two crops of each track).
 
 Tracks without data for a view (its `mask_field`, e.g. cf_known: no CF vector) are left
 out of every term of that view: its regression term averages over the other tracks
@@ -112,7 +113,9 @@ class ContrastiveObjective(Objective):
         self.views = tuple(dict.fromkeys(["audio", *(v for p in self.pairs for v in p)]))
         self.fields = with_mask_fields([VIEWS[v].input_field for v in self.views], self.views)
         self.terms = tuple(f"ntxent_{a}_{b}" for a, b in self.pairs)
-        self.audio_terms = tuple(f"ntxent_{a}_{b}" for a, b in self.pairs if "audio" in (a, b))
+        # the audio2 view's crops go through the audio CNN too (views.AudioPairView)
+        on_audio = {v for v in self.views if v == "audio" or VIEWS[v].shares_encoder == "audio"}
+        self.audio_terms = tuple(f"ntxent_{a}_{b}" for a, b in self.pairs if on_audio & {a, b})
         self.name = "contrastive_" + "_".join(self.views[1:])
 
     def __call__(self, out: Batch, batch: Batch) -> Batch:

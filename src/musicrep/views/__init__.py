@@ -6,6 +6,8 @@ for baselines, a head target (a field the audio embedding is trained to predict)
 
     view    fields                            encoder                 head target
     audio   audio (crop_frames, 48)           AudioEncoder (the CNN)  -
+    audio2  audio2 (crop_frames, 48): a       the audio view's CNN    -
+            second crop, augmented
     cf      cf (cf_dim,), cf_known ()         CFEncoder               cf, MSE
     genre   genre_tokens (max_genres,),       GenreEncoder            genre_targets, BCE
             genre_targets (n_genres,)
@@ -14,7 +16,9 @@ for baselines, a head target (a field the audio embedding is trained to predict)
 
 A view whose data some tracks lack names a `mask_field`: a per-track bool, False where
 the track has none (cf_known: train/val tracks in no training playlist have an all-zero
-CF vector). The objectives leave such tracks out of that view's loss terms.
+CF vector). The objectives leave such tracks out of that view's loss terms. A view that
+names `shares_encoder` has no encoder of its own: that view's embeds it (audio2, the
+self-supervised audio-audio view, through the audio CNN).
 
 Adding a modality = one module here with its View subclass (plus whatever writes its
 data), registered in VIEWS below; the config names it in `views`/`targets`, and the model, the objectives, the
@@ -33,6 +37,7 @@ from ..data.h5io import SplitInfo
 from ..model.multiview import MultiModalModel
 from ..settings import TrainConfig
 from .audio import AudioView
+from .audio_pair import AudioPairView
 from .base import FieldReader, View
 from .cf import CFView
 from .genre import GenreView
@@ -42,7 +47,9 @@ from .vocabulary import genre_tokens
 __all__ = ["VIEWS", "FieldReader", "View", "build_model", "genre_tokens", "make_views", "model_args"]
 
 # The registry: a new modality is one module of this package and one entry here.
-VIEWS: dict[str, type[View]] = {v.name: v for v in (AudioView, CFView, GenreView, TagsView)}
+VIEWS: dict[str, type[View]] = {
+    v.name: v for v in (AudioView, CFView, GenreView, TagsView, AudioPairView)
+}
 
 
 def make_views(cfg: TrainConfig, train: SplitInfo) -> dict[str, View]:
@@ -54,12 +61,14 @@ def make_views(cfg: TrainConfig, train: SplitInfo) -> dict[str, View]:
 
 
 def build_model(views: dict[str, View], encoders: list[str], targets: list[str]) -> MultiModalModel:
-    """The encoders of `encoders` and one head per target on the audio embedding."""
-    others = {v: views[v].encoder() for v in encoders if v != "audio"}
+    """The encoders of `encoders` and one head per target on the audio embedding; a view
+    that shares another's encoder (audio2) gets none, and is embedded after the others."""
+    shared = {v: views[v].shares_encoder for v in encoders if views[v].shares_encoder}
+    others = {v: views[v].encoder() for v in encoders if v != "audio" and v not in shared}
     heads = {t: views[t].head() for t in targets}
     audio = views["audio"].encoder()  # last: see the module docstring
-    embed = {v: views[v].embed for v in ["audio", *others]}
-    return MultiModalModel({"audio": audio, **others}, heads, embed)
+    embed = {v: views[v].embed for v in ["audio", *others, *shared]}
+    return MultiModalModel({"audio": audio, **others}, heads, embed, shared)
 
 
 def model_args(views: dict[str, View]) -> dict[str, Any]:

@@ -10,19 +10,25 @@ from torch import nn
 
 from ..data.h5io import DATA, SplitInfo
 from ..model.audio_cnn import AudioEncoder
+from .augment import FIRST_CROP, CropAugmentation, first_crop_augmentation
 from .base import Batch, FieldReader, View
 
 
 class CropReader(FieldReader):
     """audio: a `crop_frames` crop of the mel, drawn from (seed, epoch) for the whole
-    split when training (so workers and resumes see the same crops), centred otherwise."""
+    split when training (so workers and resumes see the same crops), centred otherwise;
+    changed by `augment` when given (only in a run with the audio2 view: augment.py)."""
 
-    def __init__(self, info: SplitInfo, crop_frames: int, train: bool, seed: int):
+    field, stream = "audio", FIRST_CROP  # the batch field; the augmentation's stream
+
+    def __init__(self, info: SplitInfo, crop_frames: int, train: bool, seed: int,
+                 augment: CropAugmentation | None = None):
         self.n, self.frames, self.crop = info.n_tracks, info.n_frames, crop_frames
-        self.train, self.seed = train, seed
+        self.train, self.seed, self.augment = train, seed, augment
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         if not self.train:
             self.starts = np.full(self.n, (self.frames - self.crop) // 2, dtype=np.int64)
         else:
@@ -31,8 +37,11 @@ class CropReader(FieldReader):
 
     def read(self, g: Any, index: int) -> Batch:
         s = int(self.starts[index])
-        crop = g[DATA][index, s : s + self.crop]  # (crop_frames, 48): only these rows read
-        return {"audio": torch.from_numpy(np.asarray(crop, dtype=np.float32))}
+        # (crop_frames, 48): only these rows are read
+        crop = np.asarray(g[DATA][index, s : s + self.crop], dtype=np.float32)
+        if self.augment is not None:
+            crop = self.augment(crop, self.epoch, self.stream, index)
+        return {self.field: torch.from_numpy(crop)}
 
 
 class AudioView(View):
@@ -42,11 +51,16 @@ class AudioView(View):
         self.channels_last = self.cfg.channels_last
 
     def reader(self, path: str, info: SplitInfo, train: bool, fields: set[str]) -> FieldReader:
+        self.check_frames(path, info)
+        augment = first_crop_augmentation(self.cfg) if train else None
+        return CropReader(info, self.cfg.crop_frames, train, self.cfg.seed, augment)
+
+    def check_frames(self, path: str, info: SplitInfo) -> None:
+        """ValueError (one line) when the split's tracks are shorter than a crop."""
         if info.n_frames < self.cfg.crop_frames:
             raise ValueError(
                 f"{path}: tracks have {info.n_frames} frames, fewer than the {self.cfg.crop_frames}-frame crop"
             )
-        return CropReader(info, self.cfg.crop_frames, train, self.cfg.seed)
 
     def encoder(self) -> nn.Module:
         enc = AudioEncoder(self.cfg.width, self.cfg.input_layout)
@@ -55,7 +69,7 @@ class AudioView(View):
         return enc
 
     def embed(self, encoder: nn.Module, batch: Batch) -> torch.Tensor:
-        x = encoder.to_input(batch["audio"])  # (B, 1, 48, 256)
+        x = encoder.to_input(batch[self.input_field])  # (B, 1, 48, 256)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return encoder(x)[1]  # z_d: (B, 128)

@@ -35,6 +35,9 @@ class View:
     target_field: ClassVar[str | None] = None  # what a baseline head predicts
     target_loss: ClassVar[str] = "mse"  # "mse" | "bce"
     mask_field: ClassVar[str | None] = None  # (B,) bool: False where a track lacks this view
+    # The view whose encoder embeds this one's input (audio2: a second crop through the
+    # audio CNN); such a view has no encoder, no parameters and no checkpoint part of its own.
+    shares_encoder: ClassVar[str | None] = None
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg

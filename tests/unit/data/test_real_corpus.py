@@ -24,9 +24,11 @@ from musicrep.data.real_corpus import (
     Soundtrack,
     check_out_dir,
     find_audio,
+    licence_summary,
     scan_package,
     short_path,
     single_holder,
+    table_rows,
     where_is,
     write_corpus,
 )
@@ -229,6 +231,28 @@ def test_scan_keeps_music_and_lists_every_dropped_file_with_its_reason(tmp_path)
     assert (s["tracks"], s["copyright_format"]) == (7, "DEP-5")
     assert s["composers"] == ["Ann Composer", "Bob One", "Paul Bee", "Rule Composer"]
     assert s["licences"] == {"CC-BY-SA-3.0": 2, "CC-BY-4.0": 1, "CC0-1.0": 1, "GPL-2+": 3}
+
+
+def test_a_remake_shares_the_work_of_the_track_it_remakes(tmp_path):
+    st = Soundtrack("Fake Game", versions={"music/tagged2": "music/tagged"})
+    r = scan_package(_fake_package(tmp_path), INFO, tmp_path / "members", 30.0, {}, st)
+    work = {row["track_id"].removeprefix("fake-music/"): row["work"]
+            for row in table_rows(r.tracks, works=True)[0]}
+    assert work["music/tagged2"] == work["music/tagged"] == "fake-music/music/tagged"
+    assert work["music/theme"] == "fake-music/music/theme"  # a recording is its own work
+    assert "work" not in table_rows(r.tracks)[0][0]  # a soundtrack-only table has no works
+
+
+def test_the_licence_summary_counts_only_the_tracks_asked_for(tmp_path):
+    r = _scan(tmp_path)
+    m = write_corpus(tmp_path / "out", [r], {"packages": ["fake-music"], "min_seconds": 30.0})
+    everything = licence_summary(m)
+    assert everything["licences"] == {"GPL-2+": 3, "CC-BY-SA-3.0": 2, "CC-BY-4.0": 1,
+                                      "CC0-1.0": 1}
+    assert everything["sources"]["fake-music"]["version"] == "1:2.0-1"
+    some = licence_summary(m, {"fake-music/music/theme", "fake-music/cdtracks/z"})
+    assert some["tracks"] == 2 and some["licences"] == {"CC-BY-SA-3.0": 2}
+    assert "scores" not in some and some["file_rights"] == {}
 
 
 def test_archive_audio_is_taken_out_once_and_a_broken_archive_is_one_error(tmp_path):

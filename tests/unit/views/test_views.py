@@ -27,6 +27,8 @@ AUTHORS = REPO / "tests" / "data" / "authors_configs"
 TAG_CONFIGS = {"contrastive_tags": "single_train.py", "contrastive_MF_gnr_tags": "train.py"}
 # The mechanism study's (reports/mechanism/PLAN.md): the paper's views without the cf-genre term.
 MECHANISM_CONFIGS = {"contrastive_MF_gnr_2term": "train.py"}
+# Self-supervised: the audio-audio view alone (test_audio_pair.py).
+SELF_SUPERVISED_CONFIGS = {"contrastive_audio": "single_train.py"}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,7 @@ def test_encoder_shorthand_equals_explicit_views(script, shorthand, explicit, sy
 
 
 def test_config_script_query_for_every_shipped_config():
-    expected = dict(PAPER_CONFIGS) | TAG_CONFIGS | MECHANISM_CONFIGS
+    expected = dict(PAPER_CONFIGS) | TAG_CONFIGS | MECHANISM_CONFIGS | SELF_SUPERVISED_CONFIGS
     for name, script in expected.items():
         r = subprocess.run(
             [sys.executable, "-m", "musicrep.training.config", "script", str(REPO / "configs" / f"{name}.json")],
