@@ -76,7 +76,8 @@ def test_the_budget_is_the_deviation_of_plan_md():
     assert (p.width, p.batch_size, p.bf16, p.select_on, FULL_MECHANISM.learning_rate) == (
         0.125, 32, False, "audio", 1e-3)
     assert p.max_epochs == p.patience == p.min_epochs == 20  # fixed: no early stop
-    assert FULL_MECHANISM.gate and not SMOKE_MECHANISM.gate
+    # PLAN.md "Deviations", the gate (2026-11-28): lifted for the full run, reported instead
+    assert not FULL_MECHANISM.gate and not SMOKE_MECHANISM.gate
     text = describe_mechanism(FULL_MECHANISM)
     assert "1. primary" in text and "in all ~" in text
     est = estimate_mechanism(FULL_MECHANISM)
