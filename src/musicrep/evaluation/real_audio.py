@@ -440,20 +440,15 @@ def encode_mels(model: torch.nn.Module, mels: np.ndarray, layer: str,
                 device: torch.device | str, bf16: bool = False,
                 batch_size: int = 64, progress: bool = False, desc: str = "encode") -> np.ndarray:
     """(n, d) chunk embeddings: the mean of the encoder's outputs over each chunk's
-    256-frame windows (one window at the default 4.096 s), as a track embedding is made."""
+    256-frame windows (one window at the default 4.096 s), made by the same
+    ``inference.embed.embed_stream`` as every track embedding."""
     from tqdm import tqdm
 
-    from ..inference.embed import encode_chunks
+    from ..inference.embed import embed_stream
 
-    n, frames, _ = mels.shape
-    w = frames // CROP_FRAMES
-    windows = mels.reshape(n * w, CROP_FRAMES, N_MELS)
-    outs = []
-    step = max(1, batch_size)
-    for s in tqdm(range(0, len(windows), step), desc=desc, unit="batch", disable=not progress):
-        outs.append(encode_chunks(model, windows[s:s + step], layer, device, step, bf16))
-    out = np.concatenate(outs)
-    return out.reshape(n, w, -1).mean(axis=1, dtype=np.float64).astype(np.float32)
+    stream = embed_stream(model, mels, layer, device, batch_size, bf16=bf16)
+    rows = list(tqdm(stream, total=len(mels), desc=desc, unit="chunk", disable=not progress))
+    return np.stack(rows).astype(np.float32, copy=False)
 
 
 def read_anchor(path: Path, chunk_ids: Sequence[str]) -> np.ndarray:
